@@ -1,0 +1,72 @@
+"""The LightningDataModule for image classification on in-memory tensors.
+
+Batches leave ``TensorBatches`` as uint8; after they reach the device, ``on_after_batch_transfer``
+augments the training batches and scales every batch to zero mean and unit variance per
+channel, all as whole-batch tensor operations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+
+from normlab.data.augment import augment
+from normlab.data.batches import TensorBatches
+from normlab.data.splits import ImageSplits, subsample
+
+
+class ImageDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        load: Callable[[], ImageSplits],
+        batch: int,
+        eval_batch: int = 500,
+        subset: int | None = None,
+        crop_pad: int = 0,
+        flip: bool = False,
+        seed: int = 0,
+        channels_last: bool = False,
+    ):
+        super().__init__()
+        self.load, self.batch, self.eval_batch, self.subset = load, batch, eval_batch, subset
+        self.crop_pad, self.flip, self.seed, self.channels_last = crop_pad, flip, seed, channels_last
+        self.splits: ImageSplits | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is None:
+            splits = self.load()
+            # Subset seed fixed at 0: seeds vary the initialisation and order, not the data.
+            splits.train = subsample(splits.train, self.subset, 0)
+            self.splits = splits
+            mean, std = splits.channel_stats()
+            self.mean, self.std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.splits.classes)
+
+    def _batches(self, split, batch_size: int, train: bool) -> TensorBatches:
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        # drop_last in training: a ragged last batch (size 1 at worst) gives BatchNorm
+        # statistics of a different quality than every other step.
+        return TensorBatches(split, batch_size, shuffle=train, drop_last=train, seed=self.seed, rank=rank, world=world)
+
+    def train_dataloader(self):
+        return self._batches(self.splits.train, self.batch, train=True)
+
+    def val_dataloader(self):
+        return self._batches(self.splits.val, self.eval_batch, train=False)
+
+    def test_dataloader(self):
+        return self._batches(self.splits.test, self.eval_batch, train=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        x, y = batch
+        if self.trainer is not None and self.trainer.training:
+            x = augment(x, self.crop_pad, self.flip)
+        x = (x.float().div_(255) - self.mean.to(x.device)) / self.std.to(x.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y

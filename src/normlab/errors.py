@@ -1,0 +1,26 @@
+"""The one exception type a user should ever see from normlab.
+
+A ``ConfigError`` carries a single line that says what is wrong and how to fix it.
+``train.py`` prints it without a traceback: a typo in a sweep deserves a sentence,
+not a stack trace from inside torch.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class ConfigError(ValueError):
+    """Bad input or a bad config, with the fix in the message."""
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str], key: str) -> ConfigError:
+    """``unknown norm 'grop' (known: batch, group, ...); did you mean 'group'? Set norm=...``."""
+    known = sorted(known)
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return ConfigError(
+        f"unknown {kind} '{name}' (known: {', '.join(known)}).{hint} "
+        f"Fix: set {key}=<one of the known names>."
+    )

@@ -1,0 +1,16 @@
+"""Normalization layers and the factory that builds them by name."""
+
+from normlab.norms.batch import BatchNorm
+from normlab.norms.bln import BatchLayerNorm
+from normlab.norms.group import GroupNorm
+from normlab.norms.instance import InstanceNorm
+from normlab.norms.layer import LayerNorm
+from normlab.norms.layout import LAYOUTS
+from normlab.norms.none import NoNorm
+from normlab.norms.registry import NORMS, build_norm, canonical, knobs_of, norm_class, norm_layer
+from normlab.norms.rms import RMSNorm
+
+__all__ = [
+    "LAYOUTS", "NORMS", "BatchLayerNorm", "BatchNorm", "GroupNorm", "InstanceNorm", "LayerNorm",
+    "NoNorm", "RMSNorm", "build_norm", "canonical", "knobs_of", "norm_class", "norm_layer",
+]

@@ -1,0 +1,71 @@
+"""Batch Layer Normalization (Ziaee & Cano, 2022, "Batch Layer Normalization, a new
+normalization layer for CNNs and RNNs", Sec. 3).
+
+BLN normalizes x once with batch statistics and once with layer (feature) statistics and
+mixes the two with a weight set by the inverse mini-batch size m:
+
+    x_B = (x - mu_B) / sqrt(var_B + eps)          batch part, as BatchNorm
+    x_L = (x - mu_L) / sqrt(var_L + eps)          layer part, as LayerNorm
+    y   = gamma * ((1/m) * x_L + (1 - 1/m) * x_B) + beta
+
+so a batch of one is pure LayerNorm and large batches approach BatchNorm.
+
+- ``nchw``: batch part over (N, H, W) per channel, layer part over (C, H, W) per sample;
+- ``nlc``:  batch part over (N, L) per channel, layer part over C per token.
+
+At inference the batch part uses running estimates (updated as in BatchNorm, with the
+unbiased variance) and the layer part the sample's own statistics, the authors' default
+(``batch_moving_mean=batch_moving_var=True``, feature moving statistics off). The weight 1/m
+at inference is that of the last training batch, kept in a buffer.
+
+Deviation, on purpose: the authors' code also divides the mix by sqrt(d_k) and shifts the
+weights by 1e-4; both are constant rescalings that gamma absorbs, so they are left out.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from normlab.norms.layer import AffineNorm
+from normlab.norms.layout import check_input, per_channel
+
+
+class BatchLayerNorm(AffineNorm):
+    axes = {
+        "nchw": "(N, H, W) per channel, mixed with (C, H, W) per sample",
+        "nlc": "(N, L) per channel, mixed with C per token",
+    }
+    batch_dependent = True
+
+    def __init__(
+        self,
+        num_channels: int,
+        layout: str = "nchw",
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = True,
+    ):
+        super().__init__(num_channels, layout, eps, affine)
+        self.momentum = momentum
+        self.register_buffer("running_mean", torch.zeros(num_channels))
+        self.register_buffer("running_var", torch.ones(num_channels))
+        self.register_buffer("layer_weight", torch.tensor(1.0))  # 1/m of the last training batch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.layout, self.num_channels, "BatchLayerNorm")
+        if self.training:
+            self.layer_weight.fill_(1.0 / x.shape[0])
+        # Both parts come from native kernels, each one fused pass over x.
+        rows = x.reshape(-1, x.shape[-1]) if self.layout == "nlc" else x
+        x_b = F.batch_norm(
+            rows, self.running_mean, self.running_var, None, None, self.training, self.momentum, self.eps
+        ).view_as(x)
+        if self.layout == "nlc":
+            x_l = F.layer_norm(x, (self.num_channels,), None, None, self.eps)
+        else:
+            x_l = F.group_norm(x, 1, None, None, self.eps)
+        y = torch.lerp(x_b, x_l, self.layer_weight.to(x.dtype))  # (1 - w) x_b + w x_l
+        if self.weight is None:
+            return y
+        return torch.addcmul(per_channel(self.bias, x, self.layout), y, per_channel(self.weight, x, self.layout))

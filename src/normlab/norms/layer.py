@@ -1,0 +1,48 @@
+"""Layer Normalization (Ba, Kiros & Hinton, 2016, Eq. 4).
+
+    y = gamma * (x - mu) / sqrt(var + eps) + beta,  mu and var over the features of one sample
+
+- ``nlc``:  reduce over C, one mean/var per token (the Transformer LayerNorm);
+- ``nchw``: reduce over (C, H, W), one mean/var per sample (the LN column of the GroupNorm
+  paper, Wu & He 2018, Fig. 2).
+
+gamma and beta are per channel in both layouts. For ``nchw`` this is exactly GroupNorm with
+one group, so the native group-norm kernel is used; ``nn.LayerNorm([C, H, W])`` would instead
+learn one gamma per element and tie the layer to one image size. The identity
+GN(G=1) == LN(C, H, W) is checked in the tests against ``F.layer_norm``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from normlab.norms.layout import check_input, check_layout
+
+
+class AffineNorm(nn.Module):
+    """Shared plumbing: per-channel gamma (ones) and beta (zeros), a layout and an eps."""
+
+    def __init__(self, num_channels: int, layout: str, eps: float, affine: bool, bias: bool = True):
+        super().__init__()
+        self.num_channels, self.layout, self.eps = num_channels, check_layout(layout), eps
+        self.weight = nn.Parameter(torch.ones(num_channels)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(num_channels)) if affine and bias else None
+
+    def extra_repr(self) -> str:
+        return f"{self.num_channels}, layout={self.layout}, eps={self.eps}, affine={self.weight is not None}"
+
+
+class LayerNorm(AffineNorm):
+    axes = {"nchw": "(C, H, W) per sample", "nlc": "C per token"}
+    batch_dependent = False
+
+    def __init__(self, num_channels: int, layout: str = "nchw", eps: float = 1e-5, affine: bool = True):
+        super().__init__(num_channels, layout, eps, affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.layout, self.num_channels, "LayerNorm")
+        if self.layout == "nlc":
+            return F.layer_norm(x, (self.num_channels,), self.weight, self.bias, self.eps)
+        return F.group_norm(x, 1, self.weight, self.bias, self.eps)

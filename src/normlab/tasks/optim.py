@@ -1,0 +1,58 @@
+"""Optimizers and learning-rate schedules shared by every task.
+
+Learning rate scaling follows Goyal et al. (2017) as used by Wu & He (2018, Sec. 4.1):
+``lr = base_lr * global_batch / base_batch``, where the global batch is images per device
+times devices.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from normlab.errors import ConfigError
+
+
+def scaled_lr(optim_cfg: dict, global_batch: int) -> float:
+    rule = optim_cfg.get("lr_scaling", "none")
+    if rule == "linear":
+        return optim_cfg["lr"] * global_batch / optim_cfg["base_batch"]
+    if rule == "none":
+        return optim_cfg["lr"]
+    raise ConfigError(f"unknown lr_scaling '{rule}'. Fix: set task.optim.lr_scaling to linear or none.")
+
+
+def build_optimizer(params, optim_cfg: dict, lr: float) -> torch.optim.Optimizer:
+    name = optim_cfg["name"]
+    if name == "sgd":
+        return torch.optim.SGD(
+            params, lr, momentum=optim_cfg.get("momentum", 0.9), nesterov=optim_cfg.get("nesterov", True),
+            weight_decay=optim_cfg.get("weight_decay", 0.0),
+        )
+    if name == "adamw":
+        return torch.optim.AdamW(
+            params, lr, betas=tuple(optim_cfg.get("betas", (0.9, 0.999))), weight_decay=optim_cfg.get("weight_decay", 0.0)
+        )
+    raise ConfigError(f"unknown optimizer '{name}'. Fix: set task.optim.name to sgd or adamw.")
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup: float, min_ratio: float = 0.0):
+    """Linear warm-up over ``warmup`` (a fraction of all steps), then a cosine decay to ``min_ratio``."""
+    warmup_steps = int(warmup * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def configure(module, optim_cfg: dict, global_batch: int) -> dict:
+    """What a LightningModule's ``configure_optimizers`` returns: optimizer plus per-step schedule."""
+    opt = build_optimizer(module.parameters(), optim_cfg, scaled_lr(optim_cfg, global_batch))
+    sched = warmup_cosine(opt, module.trainer.estimated_stepping_batches, optim_cfg.get("warmup", 0.0),
+                          optim_cfg.get("min_lr_ratio", 0.0))
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

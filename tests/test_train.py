@@ -1,0 +1,88 @@
+"""End to end: configs compose, every norm trains, sweeps make one run directory, summary
+and W&B run per job, and a bad config gives one line, not a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from normlab.norms import NORMS
+from normlab.run import train
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["debug=fast_dev_run", "data.subset=200"]
+
+
+def run_cli(*args, cwd=ROOT, timeout=300):
+    env = dict(os.environ, WANDB_MODE="offline", HYDRA_FULL_ERROR="0")
+    return subprocess.run([sys.executable, "train.py", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_config_composes_with_the_documented_groups(compose):
+    cfg = compose(["norm=group", "data.batch=2"])
+    assert cfg.norm.name == "group" and cfg.data.batch == 2
+    assert {"task", "model", "norm", "data", "trainer", "logger", "paths"} <= set(cfg)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(NORMS))
+def test_every_norm_trains_at_batch_2(compose, name):
+    cfg = compose([f"norm={name}", "data.batch=2", *FAST])
+    summary = train(cfg)
+    assert summary["status"] == "completed"
+    assert 0 <= summary["metrics"]["test/err"] <= 100
+    on_disk = json.loads((Path(cfg.paths.output_dir) / "summary.json").read_text())
+    assert on_disk["status"] == "completed" and on_disk["norm"] == name and on_disk["batch"] == 2
+    assert Path(on_disk["wandb_dir"]).is_dir()
+
+
+@pytest.mark.slow
+def test_cli_runs_exactly_as_typed(tmp_path):
+    res = run_cli("norm=group", "data.batch=2", *FAST, f"paths.log_dir={tmp_path}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    (summary,) = tmp_path.glob("runs/*/summary.json")
+    assert json.loads(summary.read_text())["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_multirun_gives_every_job_its_own_dir_summary_and_wandb_run(tmp_path):
+    res = run_cli("-m", "norm=batch,group", "data.batch=2,8", *FAST, f"paths.log_dir={tmp_path}", timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summaries = [json.loads(p.read_text()) for p in tmp_path.glob("multiruns/*/*/summary.json")]
+    assert sorted((s["norm"], s["batch"]) for s in summaries) == [("batch", 2), ("batch", 8), ("group", 2), ("group", 8)]
+    assert all(s["status"] == "completed" for s in summaries)
+    wandb_runs = {s["wandb_dir"] for s in summaries}
+    assert len(wandb_runs) == 4 and all(Path(w).is_dir() for w in wandb_runs)
+
+
+def test_cfg_job_prints_the_composed_config():
+    res = run_cli("--cfg", "job", "norm=group")
+    assert res.returncode == 0 and "num_groups: 8" in res.stdout and "batch: 32" in res.stdout
+
+
+@pytest.mark.parametrize("override,message", [
+    ("data.batch=0", "data.batch=0 is not a batch size"),
+    ("task.name=clasify", "unknown task 'clasify'"),
+    ("norm.num_group=4", "norm 'batch' has no option num_group"),
+])
+def test_bad_config_is_refused_before_anything_is_built(compose, override, message):
+    from normlab.errors import ConfigError
+    from normlab.validate import check_config
+
+    with pytest.raises(ConfigError, match=message):
+        check_config(compose([override]))
+
+
+def test_bad_norm_name_is_one_line_with_the_fix(tmp_path):
+    res = run_cli("norm.name=grop", f"paths.log_dir={tmp_path}", *FAST)
+    assert res.returncode == 2
+    assert "unknown norm 'grop'" in res.stderr and "Did you mean 'group'?" in res.stderr
+    assert "Traceback" not in res.stderr
+    (summary,) = tmp_path.glob("runs/*/summary.json")
+    assert json.loads(summary.read_text())["status"] == "failed"
