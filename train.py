@@ -4,6 +4,7 @@
     python train.py norm=group data.batch=2
     python train.py -m norm=batch,group data.batch=2,4,8,16,32
     python train.py --cfg job                         # print the composed config
+    python train.py resume=logs/runs/<run>            # continue a killed run where it stopped
 """
 
 import logging
@@ -19,20 +20,29 @@ log = logging.getLogger("normlab")
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from normlab.divergence import Diverged
     from normlab.errors import ConfigError
     from normlab.run import train
 
     try:
         summary = train(cfg)
-    except ConfigError as err:
+    except (ConfigError, Diverged) as err:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # the sweep records it and runs the other jobs
-        log.debug("config error", exc_info=True)  # the traceback stays in the run's log file
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        log.debug("run stopped", exc_info=True)  # the traceback stays in the run's log file
+        print(f"{'error' if isinstance(err, ConfigError) else 'diverged'}: {err}", file=sys.stderr)
+        sys.exit(2 if isinstance(err, ConfigError) else 3)
     metric = summary["metrics"].get(cfg.task.monitor)
     return metric if isinstance(metric, float) else None  # what Hydra sweepers optimise
 
 
 if __name__ == "__main__":
+    from normlab.errors import ConfigError
+    from normlab.resume import resume_argv
+
+    try:
+        sys.argv = resume_argv(sys.argv)  # resume=<run dir>: the run's own overrides, in its own directory
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     main()

@@ -103,3 +103,11 @@ def test_batches_are_normalized_after_transfer():
     x, y = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
     assert x.dtype == torch.float32 and x.shape == (64, 1, 28, 28)
     assert abs(x.mean().item()) < 0.3 and 0.7 < x.std().item() < 1.3
+
+
+def test_evaluation_batches_mix_classes_even_when_files_are_sorted_by_class(jpeg_tree, tmp_path):
+    from normlab.data.module import ImageDataModule
+
+    dm = ImageDataModule(lambda: load_image_folder(str(jpeg_tree), val_size=4), batch=4, eval_batch=4)
+    dm.setup()
+    assert any(len(y.unique()) > 1 for _, y in dm.test_dataloader())

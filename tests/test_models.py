@@ -6,16 +6,30 @@ from torch import nn
 
 from normlab.models import MODELS, build_model
 from normlab.models.ws import WSConv2d
-from normlab.norms import NORMS
+from normlab.norms import NORMS, supports
+
+
+@pytest.fixture
+def one_thread():
+    """Small forwards gain nothing from a second thread, and lose a lot to it on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.mark.parametrize("name", sorted(NORMS))
 @pytest.mark.parametrize("model", sorted(MODELS))
-def test_every_norm_builds_every_model(model, name):
+def test_every_norm_builds_every_model(model, name, one_thread):
+    if not supports(name, MODELS[model].layout):
+        pytest.skip(f"{name} has no meaning for layout {MODELS[model].layout}")
     if MODELS[model].layout != "nchw":
         pytest.skip("token models are covered by their task's tests")
+    if model == "style_net":
+        pytest.skip("an image-to-image network, not a classifier: covered by tests/test_style.py")
     net = build_model({"name": model}, {"name": name}, num_classes=10, in_channels=3)
-    out = net(torch.randn(2, 3, 32, 32))
+    with torch.no_grad():  # 16x16, no graph: every norm x every model stays cheap; the last maps are still 2x2
+        out = net(torch.randn(2, 3, 16, 16))
     assert out.shape == (2, 10)
     norms = [m for m in net.modules() if isinstance(m, NORMS[name])]
     assert norms, "the factory's norm must be in the network"
@@ -24,7 +38,7 @@ def test_every_norm_builds_every_model(model, name):
         assert not foreign, "no BatchNorm may be left behind when another norm is asked for"
 
 
-@pytest.mark.parametrize("depth,blocks", [(20, 9), (32, 15), (56, 27)])
+@pytest.mark.parametrize("depth,blocks", [(8, 3), (20, 9), (32, 15), (56, 27)])
 def test_cifar_resnet_depths(depth, blocks):
     net = build_model({"name": f"resnet{depth}"}, {"name": "batch"}, num_classes=10, in_channels=3)
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]

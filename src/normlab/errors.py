@@ -24,3 +24,10 @@ def unknown_name(kind: str, name: str, known: Iterable[str], key: str) -> Config
         f"unknown {kind} '{name}' (known: {', '.join(known)}).{hint} "
         f"Fix: set {key}=<one of the known names>."
     )
+
+
+def unknown_option(kind: str, name: str, known: Iterable[str], where: str, what: str) -> ConfigError:
+    """``unknown trainer option 'max_epoch'. Did you mean 'max_epochs'? ...``: for keys, not values."""
+    close = difflib.get_close_matches(str(name), list(known), n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return ConfigError(f"unknown {kind} '{name}' (expected {what}).{hint} Fix: rename or remove {where}.{name}.")

@@ -55,3 +55,12 @@ def finish_wandb(failed: bool) -> str | None:
     if offline:
         log.info("W&B offline run in %s; upload it with: wandb sync %s", Path(run_dir).parent, Path(run_dir).parent)
     return str(Path(run_dir).parent)
+
+
+def wandb_run_id() -> str | None:
+    """The id of the open W&B run: what ``resume=<run dir>`` needs to continue it."""
+    try:
+        import wandb
+    except ImportError:
+        return None
+    return wandb.run.id if wandb.run is not None else None

@@ -1,8 +1,9 @@
 """``summary.json``: one file per run that says what ran, how it ended and what it measured.
 
-Written when the run starts (status ``running``) and rewritten when it ends (``completed`` or
-``failed``), always through a temporary file and a rename, so a kill never leaves half a file.
-The report reads these files, never the logs.
+Written when the run starts (status ``running``) and rewritten when it ends (``completed``,
+``failed``, or ``diverged`` with the step), always through a temporary file and a rename, so a
+kill never leaves half a file. A resumed run keeps its start time and W&B run id, and counts
+its resumes. The report reads these files, never the logs.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 
 class RunSummary:
-    def __init__(self, run_dir: Path, config: dict):
+    def __init__(self, run_dir: Path, config: dict, previous: dict | None = None):
         self.path = Path(run_dir) / "summary.json"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.t0 = time.time()
@@ -37,12 +38,20 @@ class RunSummary:
             "batch": config["data"]["batch"],
             "seed": config["seed"],
             "experiment": config.get("name"),
-            "run_dir": str(self.path.parent),
+            "run_dir": str(self.path.parent.resolve()),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                         "threads": torch.get_num_threads()},
             "config": config,
         }
+        if previous:  # resumed: the same run, continued
+            self.data.update(started=previous.get("started"), resumes=previous.get("resumes", 0) + 1,
+                             resumed=time.strftime("%Y-%m-%dT%H:%M:%S%z"), wandb_id=previous.get("wandb_id"))
+        write_json_atomic(self.path, self.data)
+
+    def note(self, **fields) -> None:
+        """Record something known before the end (the W&B run id), in case the end never comes."""
+        self.data.update(fields)
         write_json_atomic(self.path, self.data)
 
     def finish(self, status: str, metrics: dict | None = None, error: BaseException | None = None, **extra) -> dict:

@@ -7,6 +7,7 @@ channel, all as whole-batch tensor operations.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import lightning as L
@@ -15,6 +16,9 @@ import torch
 from normlab.data.augment import augment
 from normlab.data.batches import TensorBatches
 from normlab.data.splits import ImageSplits, subsample
+from normlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -33,12 +37,21 @@ class ImageDataModule(L.LightningDataModule):
         self.load, self.batch, self.eval_batch, self.subset = load, batch, eval_batch, subset
         self.crop_pad, self.flip, self.seed, self.channels_last = crop_pad, flip, seed, channels_last
         self.splits: ImageSplits | None = None
+        self._said_dropped = False
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits is None:
             splits = self.load()
+            if self.subset and self.subset > len(splits.train):
+                raise ConfigError(f"data.subset={self.subset} is more than the {len(splits.train)} training images. "
+                                  f"Fix: set data.subset to at most {len(splits.train)}, or null for all of them.")
             # Subset seed fixed at 0: seeds vary the initialisation and order, not the data.
             splits.train = subsample(splits.train, self.subset, 0)
+            # Image folders list files class by class; a fixed shuffle makes every evaluation
+            # batch a mix of classes, which matters as soon as batch statistics are used.
+            g = torch.Generator().manual_seed(0)
+            splits.val = splits.val.take(torch.randperm(len(splits.val), generator=g))
+            splits.test = splits.test.take(torch.randperm(len(splits.test), generator=g))
             self.splits = splits
             mean, std = splits.channel_stats()
             self.mean, self.std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
@@ -54,7 +67,13 @@ class ImageDataModule(L.LightningDataModule):
         return TensorBatches(split, batch_size, shuffle=train, drop_last=train, seed=self.seed, rank=rank, world=world)
 
     def train_dataloader(self):
-        return self._batches(self.splits.train, self.batch, train=True)
+        batches = self._batches(self.splits.train, self.batch, train=True)
+        if batches.dropped() and not self._said_dropped:
+            self._said_dropped = True  # once per run, not once per epoch
+            log.info("training leaves out the last partial batch of every epoch: %d of %d images per device "
+                     "(a different few each epoch, since the order changes)",
+                     batches.dropped(), len(self.splits.train) // batches.world)
+        return batches
 
     def val_dataloader(self):
         return self._batches(self.splits.val, self.eval_batch, train=False)

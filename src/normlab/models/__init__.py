@@ -8,9 +8,12 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from normlab.errors import unknown_name
+from normlab.errors import ConfigError, unknown_name
+from normlab.models.gpt import GPT
 from normlab.models.resnet_cifar import resnet_cifar
 from normlab.models.resnet_tv import resnet_tv
+from normlab.models.style_net import style_net
+from normlab.models.widths import norm_build_error, norm_widths
 from normlab.models.ws import standardize_convs
 from normlab.norms import norm_layer
 
@@ -22,11 +25,14 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {
+    "resnet8": ModelSpec(functools.partial(resnet_cifar, 8), "nchw"),
     "resnet20": ModelSpec(functools.partial(resnet_cifar, 20), "nchw"),
     "resnet32": ModelSpec(functools.partial(resnet_cifar, 32), "nchw"),
     "resnet56": ModelSpec(functools.partial(resnet_cifar, 56), "nchw"),
     "resnet18": ModelSpec(functools.partial(resnet_tv, "resnet18"), "nchw"),
     "resnet50": ModelSpec(functools.partial(resnet_tv, "resnet50"), "nchw"),
+    "gpt": ModelSpec(GPT, "nlc"),
+    "style_net": ModelSpec(style_net, "nchw"),
 }
 
 
@@ -43,8 +49,19 @@ def build_model(model_cfg: dict, norm_cfg: dict, **task_kwargs) -> nn.Module:
     (what the data decides: classes, input channels, vocabulary).
     """
     model_cfg, norm_cfg = dict(model_cfg), dict(norm_cfg)
-    spec = model_spec(model_cfg.pop("name"))
+    name, norm = model_cfg.pop("name"), norm_cfg.pop("name")
+    spec = model_spec(name)
     ws = model_cfg.pop("ws", False)
-    layer = norm_layer(norm_cfg.pop("name"), spec.layout, **norm_cfg)
-    model = spec.build(norm_layer=layer, **model_cfg, **task_kwargs)
+    layer = norm_layer(norm, spec.layout, **norm_cfg)
+    try:
+        model = spec.build(norm_layer=layer, **model_cfg, **task_kwargs)
+    except ConfigError as err:  # a norm that does not fit some layer: say which layers, and what fits
+        widths = norm_widths(spec.build, **model_cfg, **task_kwargs)
+        raise norm_build_error(norm, norm_cfg, spec.layout, widths, name, err) from None
+    except TypeError as err:
+        if "unexpected keyword argument" not in str(err):
+            raise
+        raise ConfigError(f"model '{name}' does not take {str(err).split('argument')[-1].strip()} "
+                          f"(given by the model config or by the task). Fix: remove that model option, "
+                          f"or choose a model made for this task.") from None
     return standardize_convs(model) if ws else model

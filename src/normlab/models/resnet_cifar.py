@@ -1,4 +1,4 @@
-"""The CIFAR ResNets of He, Zhang, Ren & Sun (2016, Sec. 4.2): ResNet-20/32/56.
+"""The CIFAR ResNets of He, Zhang, Ren & Sun (2016, Sec. 4.2): ResNet-8/20/32/56.
 
 A 3x3 stem of 16 channels, then three stages of n basic blocks at 16, 32 and 64 channels
 (depth = 6n + 2), global average pooling and a linear classifier. Shortcuts that change shape

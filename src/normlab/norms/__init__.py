@@ -7,10 +7,10 @@ from normlab.norms.instance import InstanceNorm
 from normlab.norms.layer import LayerNorm
 from normlab.norms.layout import LAYOUTS
 from normlab.norms.none import NoNorm
-from normlab.norms.registry import NORMS, build_norm, canonical, knobs_of, norm_class, norm_layer
+from normlab.norms.registry import NORMS, build_norm, canonical, knobs_of, norm_class, norm_layer, supports
 from normlab.norms.rms import RMSNorm
 
 __all__ = [
     "LAYOUTS", "NORMS", "BatchLayerNorm", "BatchNorm", "GroupNorm", "InstanceNorm", "LayerNorm",
-    "NoNorm", "RMSNorm", "build_norm", "canonical", "knobs_of", "norm_class", "norm_layer",
+    "NoNorm", "RMSNorm", "build_norm", "canonical", "knobs_of", "norm_class", "norm_layer", "supports",
 ]

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from normlab.norms.layer import AffineNorm
-from normlab.norms.layout import check_input, per_channel
+from normlab.norms.layout import check_input, check_statistics, per_channel, spatial_size
 
 
 class BatchLayerNorm(AffineNorm):
@@ -64,6 +64,7 @@ class BatchLayerNorm(AffineNorm):
         if self.layout == "nlc":
             x_l = F.layer_norm(x, (self.num_channels,), None, None, self.eps)
         else:
+            check_statistics(x, self.num_channels * spatial_size(x, "nchw"), "BatchLayerNorm", "(C, H, W) per sample")
             x_l = F.group_norm(x, 1, None, None, self.eps)
         y = torch.lerp(x_b, x_l, self.layer_weight.to(x.dtype))  # (1 - w) x_b + w x_l
         if self.weight is None:

@@ -9,7 +9,8 @@ Channels are split into G groups of C/G consecutive channels.
 
 G = 1 is LayerNorm over (C, H, W); G = C is InstanceNorm (Sec. 3.1 of the paper); both
 identities are tested. ``group_size`` (channels per group, the right half of the paper's
-Table 3), when set, wins over ``num_groups``.
+Table 3), when set, wins over ``num_groups``. ``GroupNorm1`` is GroupNorm with one group, by
+name (timm's ``GroupNorm1``): ``layer`` for images, not the per-pixel ``layer2d``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from normlab.errors import ConfigError
-from normlab.norms.layout import check_input, check_layout
+from normlab.norms.layout import check_input, check_layout, check_statistics, spatial_size
 
 
 def resolve_groups(num_channels: int, num_groups: int | None, group_size: int | None) -> int:
@@ -54,6 +55,8 @@ class GroupNorm(nn.GroupNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.layout, self.num_channels, "GroupNorm")
+        per_group = self.num_channels // self.num_groups * (spatial_size(x, "nchw") if self.layout == "nchw" else 1)
+        check_statistics(x, per_group, "GroupNorm", self.axes[self.layout])
         if self.layout == "nlc":
             # (N, L, C) -> (N*L, C) is a view; each row is one token's channels.
             y = F.group_norm(x.reshape(-1, x.shape[-1]), self.num_groups, self.weight, self.bias, self.eps)
@@ -62,3 +65,12 @@ class GroupNorm(nn.GroupNorm):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", layout={self.layout}"
+
+
+class GroupNorm1(GroupNorm):
+    """GroupNorm with one group: (C, H, W) per sample, or C per token. ``num_groups`` is not a knob."""
+
+    axes = {"nchw": "(C, H, W) per sample", "nlc": "C per token"}
+
+    def __init__(self, num_channels: int, layout: str = "nchw", eps: float = 1e-5, affine: bool = True):
+        super().__init__(num_channels, layout, num_groups=1, eps=eps, affine=affine)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from normlab.norms.layer import AffineNorm
-from normlab.norms.layout import check_input
+from normlab.norms.layout import check_input, check_statistics, spatial_size
 
 
 class InstanceNorm(AffineNorm):
@@ -44,6 +44,8 @@ class InstanceNorm(AffineNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.layout, self.num_channels, "InstanceNorm")
         use_batch_stats = self.training or not self.track_running_stats
+        if use_batch_stats:
+            check_statistics(x, spatial_size(x, self.layout), "InstanceNorm", self.axes[self.layout])
         if self.layout == "nlc":
             x = x.transpose(1, 2)  # (N, C, L): the kernel reduces over trailing dims
         y = F.instance_norm(

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normlab.norms.layout import check_input, check_layout
+from normlab.norms.layout import check_input, check_layout, check_statistics, spatial_size
 
 
 class AffineNorm(nn.Module):
@@ -45,4 +45,5 @@ class LayerNorm(AffineNorm):
         check_input(x, self.layout, self.num_channels, "LayerNorm")
         if self.layout == "nlc":
             return F.layer_norm(x, (self.num_channels,), self.weight, self.bias, self.eps)
+        check_statistics(x, self.num_channels * spatial_size(x, "nchw"), "LayerNorm", self.axes["nchw"])
         return F.group_norm(x, 1, self.weight, self.bias, self.eps)

@@ -110,14 +110,17 @@ def instance(m, x):
     return affine(standardize(x, mu, var, m.eps), m, m.layout)
 
 
-def group(m, x):
+def groups_of(m, x):
+    """``x`` with its channels split into ``m.num_groups`` groups, and the axes of one group."""
     n, c, g = x.shape[0], m.num_channels, m.num_groups
     if m.layout == "nlc":
-        grouped = x.reshape(n, x.shape[1], g, c // g)  # (N, L, G, C/G)
-        dims = (3,)
-    else:
-        grouped = x.reshape(n, g, c // g, *x.shape[2:])  # (N, G, C/G, H, W)
-        dims = tuple(range(2, grouped.dim()))
+        return x.reshape(n, x.shape[1], g, c // g), (3,)  # (N, L, G, C/G)
+    grouped = x.reshape(n, g, c // g, *x.shape[2:])  # (N, G, C/G, H, W)
+    return grouped, tuple(range(2, grouped.dim()))
+
+
+def group(m, x):
+    grouped, dims = groups_of(m, x)
     mu = mean(grouped, dims)
     y = standardize(grouped, mu, variance(grouped, dims, mu), m.eps).reshape(x.shape)
     return affine(y, m, m.layout)
@@ -140,7 +143,119 @@ def none(m, x):
     return x
 
 
+def ramp(step: float, start: int, end: int) -> float:
+    return min(max((step - start) / max(end - start, 1), 0.0), 1.0)
+
+
+def batch_renorm(m, x):
+    if not m.training:
+        return batch(m, x)  # BatchNorm's inference
+    dims = batch_axes(x, m.layout)
+    mu = mean(x, dims)
+    sigma_b = torch.sqrt(variance(x, dims, mu) + m.eps)
+    running_mu = per_channel(m.running_mean, x, m.layout).to(x.dtype)
+    sigma = torch.sqrt(per_channel(m.running_var, x, m.layout).to(x.dtype) + m.eps)
+    step = float(m.num_batches_tracked)
+    r_max = 1 + (m.r_max - 1) * ramp(step, m.relax_start, m.r_max_step)
+    d_max = m.d_max * ramp(step, m.relax_start, m.d_max_step)
+    r = torch.clamp((sigma_b / sigma).detach(), 1 / r_max, r_max)
+    d = torch.clamp(((mu - running_mu) / sigma).detach(), -d_max, d_max)
+    update_running(m, mu.flatten(), variance(x, dims, mu, unbiased=True).flatten())  # also counts the step
+    return affine((x - mu) / sigma_b * r + d, m, m.layout)
+
+
+def ghost_batch(m, x):
+    if not m.training:
+        return batch(m, x)
+    dims = batch_axes(x, m.layout)
+    outputs, mixed_mean, mixed_var = [], 0, 0
+    for part in x.split(m.virtual_batch):
+        mu = mean(part, dims)
+        outputs.append(standardize(part, mu, variance(part, dims, mu), m.eps))
+        share = len(part) / len(x)  # running statistics: the size-weighted mean of the parts' statistics
+        mixed_mean = mixed_mean + share * mu.flatten()
+        mixed_var = mixed_var + share * variance(part, dims, mu, unbiased=True).flatten()
+    update_running(m, mixed_mean, mixed_var)
+    return affine(torch.cat(outputs), m, m.layout)
+
+
+def frn(m, x):
+    nu2 = mean(x**2, instance_axes(x, m.layout))
+    eps = m.eps if m.eps_l is None else m.eps + per_channel(m.eps_l.abs(), x, m.layout)
+    y = affine(x / torch.sqrt(nu2 + eps), m, m.layout)
+    return torch.maximum(y, per_channel(m.tau, x, m.layout))
+
+
+def evonorm_b0(m, x):
+    dims = instance_axes(x, m.layout)
+    var_instance = variance(x, dims, mean(x, dims))
+    if m.training:
+        dims = batch_axes(x, m.layout)
+        mu = mean(x, dims)
+        var_batch = variance(x, dims, mu)
+        update_running(m, mu.flatten(), variance(x, dims, mu, unbiased=True).flatten())
+    else:
+        var_batch = per_channel(m.running_var, x, m.layout).to(x.dtype)
+    v1 = per_channel(m.v1, x, m.layout)
+    den = torch.maximum(torch.sqrt(var_batch + m.eps), v1 * x + torch.sqrt(var_instance + m.eps))
+    return affine(x / den, m, m.layout)
+
+
+def evonorm_s0(m, x):
+    grouped, dims = groups_of(m, x)
+    std = torch.sqrt(variance(grouped, dims, mean(grouped, dims)) + m.eps)
+    numerator = x * torch.sigmoid(per_channel(m.v1, x, m.layout) * x)
+    return affine((numerator.reshape(grouped.shape) / std).reshape(x.shape), m, m.layout)
+
+
+def switchable(m, x):
+    stats = {}
+    for part, dims in (("in", instance_axes(x, m.layout)), ("ln", layer_axes(x, m.layout))):
+        mu = mean(x, dims)
+        stats[part] = (mu, variance(x, dims, mu))
+    if m.training:
+        dims = batch_axes(x, m.layout)
+        mu = mean(x, dims)
+        stats["bn"] = (mu, variance(x, dims, mu))
+        update_running(m, mu.flatten(), variance(x, dims, mu, unbiased=True).flatten())
+    else:
+        stats["bn"] = (per_channel(m.running_mean, x, m.layout).to(x.dtype),
+                       per_channel(m.running_var, x, m.layout).to(x.dtype))
+    w_mean, w_var = torch.softmax(m.mean_weight, 0), torch.softmax(m.var_weight, 0)
+    mu = sum(w * stats[part][0] for w, part in zip(w_mean, ("in", "ln", "bn")))
+    var = sum(w * stats[part][1] for w, part in zip(w_var, ("in", "ln", "bn")))
+    return affine(standardize(x, mu, var, m.eps), m, m.layout)
+
+
+def layer2d(m, x):
+    dims = (2,) if m.layout == "nlc" else (1,)  # the channels, at every position
+    mu = mean(x, dims)
+    return affine(standardize(x, mu, variance(x, dims, mu), m.eps), m, m.layout)
+
+
+def batch_instance(m, x):
+    if m.training:  # rho projected onto [0, 1] in place, then used as is (its gradient intact at 0 and 1)
+        m.rho.data.clamp_(0.0, 1.0)
+        rho = per_channel(m.rho, x, m.layout)
+    else:
+        rho = per_channel(m.rho.clamp(0.0, 1.0), x, m.layout)
+    dims = instance_axes(x, m.layout)
+    mu = mean(x, dims)
+    x_instance = standardize(x, mu, variance(x, dims, mu), m.eps)
+    return affine(rho * batch_part(m, x, m.layout) + (1 - rho) * x_instance, m, m.layout)
+
+
+def cond_instance(m, x):
+    dims = instance_axes(x, m.layout)
+    mu = mean(x, dims)
+    y = standardize(x, mu, variance(x, dims, mu), m.eps)
+    return y * per_channel(m.style_weight[m.style], x, m.layout) + per_channel(m.style_bias[m.style], x, m.layout)
+
+
 REFERENCE = {
     "batch": batch, "layer": layer, "instance": instance, "group": group,
     "rms": rms, "bln": bln, "none": none,
+    "batch_renorm": batch_renorm, "ghost_batch": ghost_batch, "frn": frn, "evonorm_b0": evonorm_b0,
+    "evonorm_s0": evonorm_s0, "switchable": switchable, "layer2d": layer2d, "group1": group,
+    "batch_instance": batch_instance, "cond_instance": cond_instance,
 }

@@ -3,7 +3,8 @@
     build_norm("group", 64, layout="nchw", num_groups=32)
 
 Every layer takes ``(num_channels, layout, **knobs)``. A new norm is one file plus one line in
-``NORMS``. Names are case- and ``_``/``-``-insensitive, as in timm's ``create_norm``.
+``NORMS``. Names are case- and ``_``/``-``-insensitive, as in timm's ``create_norm``. A layer
+whose class sets ``layouts = ("nchw",)`` is refused for other layouts with one line.
 """
 
 from __future__ import annotations
@@ -16,13 +17,22 @@ from torch import nn
 
 from normlab.errors import ConfigError, unknown_name
 from normlab.norms.batch import BatchNorm
+from normlab.norms.batch_instance import BatchInstanceNorm
+from normlab.norms.batch_renorm import BatchRenorm
 from normlab.norms.bln import BatchLayerNorm
-from normlab.norms.group import GroupNorm
+from normlab.norms.cond_instance import CondInstanceNorm
+from normlab.norms.evonorm_b0 import EvoNormB0
+from normlab.norms.evonorm_s0 import EvoNormS0
+from normlab.norms.frn import FilterResponseNorm
+from normlab.norms.ghost_batch import GhostBatchNorm
+from normlab.norms.group import GroupNorm, GroupNorm1
 from normlab.norms.instance import InstanceNorm
 from normlab.norms.layer import LayerNorm
-from normlab.norms.layout import check_layout
+from normlab.norms.layer2d import LayerNorm2d
+from normlab.norms.layout import LAYOUTS, check_batch_statistics, check_layout
 from normlab.norms.none import NoNorm
 from normlab.norms.rms import RMSNorm
+from normlab.norms.switchable import SwitchableNorm
 
 NORMS: dict[str, type[nn.Module]] = {
     "batch": BatchNorm,
@@ -32,6 +42,16 @@ NORMS: dict[str, type[nn.Module]] = {
     "rms": RMSNorm,
     "bln": BatchLayerNorm,
     "none": NoNorm,
+    "batch_renorm": BatchRenorm,
+    "ghost_batch": GhostBatchNorm,
+    "frn": FilterResponseNorm,
+    "evonorm_b0": EvoNormB0,
+    "evonorm_s0": EvoNormS0,
+    "switchable": SwitchableNorm,
+    "layer2d": LayerNorm2d,
+    "group1": GroupNorm1,
+    "batch_instance": BatchInstanceNorm,
+    "cond_instance": CondInstanceNorm,
 }
 
 NormLayer = Callable[[int], nn.Module]
@@ -64,14 +84,42 @@ def check_knobs(name: str, knobs: dict) -> None:
         )
 
 
+def supports(name: str, layout: str) -> bool:
+    """Whether a norm has a meaning for a layout; a class says which with ``layouts`` (default: all)."""
+    return check_layout(layout) in getattr(norm_class(name), "layouts", LAYOUTS)
+
+
+def check_supports(name: str, layout: str) -> None:
+    if not supports(name, layout):
+        other = [n for n in NORMS if supports(n, layout)]
+        raise ConfigError(
+            f"norm '{canonical(name)}' has no meaning for layout '{layout}' (it supports: "
+            f"{', '.join(norm_class(name).layouts)}). Fix: use it with a model of that layout, or set norm=<one of "
+            f"{', '.join(other)}>."
+        )
+
+
 def build_norm(name: str, num_channels: int, layout: str = "nchw", **knobs) -> nn.Module:
     check_layout(layout)
     check_knobs(name, knobs)
-    return norm_class(name)(num_channels, layout=layout, **knobs)
+    check_supports(name, layout)
+    layer = norm_class(name)(num_channels, layout=layout, **knobs)
+    if getattr(layer, "batch_dependent", False):
+        layer.register_forward_pre_hook(_check_batch_statistics)
+    return layer
+
+
+def _check_batch_statistics(layer: nn.Module, args: tuple) -> None:
+    # One check for every norm that uses the batch, whoever wrote its forward: a batch with one
+    # value per channel is a sentence, not a kernel error or a 0/0. Eval mode uses running
+    # statistics, unless the layer keeps none.
+    if layer.training or getattr(layer, "track_running_stats", True) is False:
+        check_batch_statistics(args[0], layer.layout, type(layer).__name__)
 
 
 def norm_layer(name: str, layout: str = "nchw", **knobs) -> NormLayer:
     """``norm_layer(C)`` builds the norm; the form torchvision's ``norm_layer=`` expects."""
     check_layout(layout)
     check_knobs(name, knobs)
+    check_supports(name, layout)
     return functools.partial(build_norm, name, layout=layout, **knobs)

@@ -10,6 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from normlab.errors import unknown_name
+from normlab.tasks.lm import build_lm
 
 
 def build_classify(cfg: DictConfig, world_size: int):
@@ -28,10 +29,16 @@ def build_classify(cfg: DictConfig, world_size: int):
     if cfg.trainer.get("channels_last", False):
         model = model.to(memory_format=torch.channels_last)
     optim_cfg = OmegaConf.to_container(cfg.task.optim, resolve=True)
-    return ImageClassifier(model, optim_cfg, cfg.data.batch * world_size), data
+    return ImageClassifier(model, optim_cfg, cfg.data.batch, cfg.data.batch * world_size), data
 
 
-TASKS = {"classify": build_classify}
+def build_style(cfg: DictConfig, world_size: int):
+    from normlab.tasks.style import build_style_task
+
+    return build_style_task(cfg, world_size)
+
+
+TASKS = {"classify": build_classify, "lm": build_lm, "style": build_style}
 
 
 def build_task(cfg: DictConfig, world_size: int = 1):

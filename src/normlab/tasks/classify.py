@@ -7,22 +7,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from normlab.data.batches import split_batch
 from normlab.tasks import optim
 
 
 class ImageClassifier(L.LightningModule):
-    def __init__(self, model: nn.Module, optim_cfg: dict, global_batch: int):
+    def __init__(self, model: nn.Module, optim_cfg: dict, batch_size: int, global_batch: int):
         super().__init__()
-        self.model, self.optim_cfg, self.global_batch = model, optim_cfg, global_batch
+        self.model, self.optim_cfg = model, optim_cfg
+        self.batch_size, self.global_batch = batch_size, global_batch  # per device, and over all devices
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def _step(self, batch, stage: str) -> torch.Tensor:
+    @staticmethod
+    def evaluate(model: nn.Module, batch, chunk: int | None = None) -> dict[str, torch.Tensor]:
+        """Loss and top-1 error (%) of ``model`` on a batch, fed ``chunk`` images at a time if given."""
         x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        err = (logits.argmax(1) != y).float().mean() * 100
+        logits = torch.cat([model(part) for part in split_batch(x, chunk)])  # never a chunk of one
+        return {"loss": F.cross_entropy(logits, y), "err": (logits.argmax(1) != y).float().mean() * 100}
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        metrics = self.evaluate(self.model, batch)
+        loss, err, y = metrics["loss"], metrics["err"], batch[1]
         on_step = stage == "train"
         # Logged tensors stay on the device; Lightning reads them only every log_every_n_steps.
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, batch_size=len(y), sync_dist=not on_step,

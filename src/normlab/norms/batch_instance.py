@@ -1,0 +1,72 @@
+"""Batch-Instance Normalization (Nam & Kim, 2018, "Batch-Instance Normalization for Adaptively
+Style-Invariant Neural Networks", Eq. 4-6).
+
+    x_B = (x - mu_B) / sqrt(var_B + eps)      BatchNorm's standardization
+    x_I = (x - mu_I) / sqrt(var_I + eps)      InstanceNorm's
+    y   = (rho * x_B + (1 - rho) * x_I) * gamma + beta,   rho in [0, 1] per channel
+
+- ``nchw``: BN part over (N, H, W) per channel, IN part over (H, W) per sample and channel;
+- ``nlc``:  BN part over (N, L) per channel, IN part over L per sample and channel (so a
+  token sees later tokens, in training and in eval).
+
+rho is learned and kept in [0, 1] by projection, as the paper's Eq. 6 clips it after every
+update: at the start of each training forward, before it is used, rho is clipped in place
+(which is the clip after the previous optimizer step); eval mode uses the clipped value without
+writing it. It starts at 1, pure BatchNorm, as in the authors' code. The BN part keeps running
+statistics and uses them in eval mode; the IN part always uses the sample's own.
+
+Both parts come from native kernels with their share of gamma folded in
+(weight = gamma * rho for BN, gamma * (1 - rho) for IN), so the mix is a single add.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from normlab.norms.layer import AffineNorm
+from normlab.norms.layout import check_input, check_statistics, spatial_size
+from normlab.norms.running import add_running_stats
+
+
+class BatchInstanceNorm(AffineNorm):
+    axes = {
+        "nchw": "(N, H, W) per channel, mixed with (H, W) per sample and channel",
+        "nlc": "(N, L) per channel, mixed with L per sample and channel",
+    }
+    batch_dependent = True
+    instance_stats = True  # the IN part: per-sequence statistics over L in every mode (see models/gpt.py)
+
+    def __init__(
+        self, num_channels: int, layout: str = "nchw", eps: float = 1e-5, momentum: float = 0.1, affine: bool = True
+    ):
+        super().__init__(num_channels, layout, eps, affine)
+        self.momentum = momentum
+        self.rho = nn.Parameter(torch.ones(num_channels))
+        add_running_stats(self, num_channels)
+
+    def gate(self) -> torch.Tensor:
+        """rho, projected onto [0, 1]."""
+        if self.training:
+            self.rho.data.clamp_(0.0, 1.0)  # the clip of Eq. 6, after the last step; not an autograd op
+            return self.rho
+        return self.rho.clamp(0.0, 1.0)
+
+    def mixing_weights(self) -> dict[str, float]:
+        """Mean share of the BN part over channels (logged by ``MixingWeights``)."""
+        return {"rho_mean": float(self.rho.detach().clamp(0.0, 1.0).mean())}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.layout, self.num_channels, "BatchInstanceNorm")
+        check_statistics(x, spatial_size(x, self.layout), "BatchInstanceNorm", "the pixels or tokens of each sample")
+        rho = self.gate()
+        w_bn, w_in = (rho, 1 - rho) if self.weight is None else (self.weight * rho, self.weight * (1 - rho))
+        rows = x.reshape(-1, x.shape[-1]) if self.layout == "nlc" else x  # (N*L, C): a view
+        y_bn = F.batch_norm(rows, self.running_mean, self.running_var, w_bn, self.bias, self.training,
+                            self.momentum, self.eps).view_as(x)
+        if self.layout == "nlc":
+            y_in = F.instance_norm(x.transpose(1, 2), weight=w_in, eps=self.eps).transpose(1, 2)  # over L
+        else:
+            y_in = F.instance_norm(x, weight=w_in, eps=self.eps)
+        return y_bn + y_in

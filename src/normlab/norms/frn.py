@@ -1,0 +1,62 @@
+"""Filter Response Normalization with a Thresholded Linear Unit (Singh & Krishnan, 2019,
+"Filter Response Normalization Layer: Eliminating Batch Dependence in the Training of Deep
+Neural Networks", Eq. 1-2 and its Thresholded Linear Unit).
+
+    nu^2 = mean(x^2)                           per sample and channel, no centering
+    y    = gamma * x / sqrt(nu^2 + eps) + beta          (Eq. 1-2)
+    z    = max(y, tau)                                   (TLU, tau learned per channel)
+
+- ``nchw``: nu^2 over (H, W) of each sample and channel;
+- ``nlc``:  over the L tokens of each sequence and channel (like InstanceNorm, so a token
+  sees later tokens, in training and in eval).
+
+``learnable_eps``: eps becomes ``eps + |eps_l|`` with eps_l learned per channel (initialised to
+1e-4), the paper's remedy for maps with few positions (1x1 in the limit), where a fixed small
+eps turns x / sqrt(nu^2 + eps) into sign(x).
+
+FRN brings its own activation: the paper replaces every BN + ReLU pair with FRN + TLU.
+Swapped in through the factory, it therefore belongs where a norm precedes a ReLU. The models
+keep their own ReLUs, which makes the TLU's threshold max(tau, 0) there; a norm that precedes
+no ReLU (the last one of a residual branch, a Transformer's pre-norm) gains a TLU that the
+original model did not have.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from normlab.norms.layer import AffineNorm
+from normlab.norms.layout import check_input, instance_dims, per_channel
+from normlab.norms.precision import upcast
+
+
+class FilterResponseNorm(AffineNorm):
+    axes = {"nchw": "(H, W) per sample and channel, uncentered", "nlc": "L per sample and channel, uncentered"}
+    batch_dependent = False
+    instance_stats = True  # per-sequence statistics over L in every mode (see models/gpt.py)
+
+    def __init__(
+        self, num_channels: int, layout: str = "nchw", eps: float = 1e-6, learnable_eps: bool = False, affine: bool = True
+    ):
+        super().__init__(num_channels, layout, eps, affine)
+        self.tau = nn.Parameter(torch.zeros(num_channels))  # the TLU's threshold
+        self.eps_l = nn.Parameter(torch.full((num_channels,), 1e-4)) if learnable_eps else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.layout, self.num_channels, "FilterResponseNorm")
+        dims = instance_dims(x, self.layout)
+        count = math.prod(x.shape[d] for d in dims)
+        # ||x||^2 / n in one fused reduction, without materialising x^2.
+        nu2 = torch.linalg.vector_norm(upcast(x), dim=dims, keepdim=True).square() / count  # (N, C, 1, 1) or (N, 1, C)
+        eps = self.eps if self.eps_l is None else self.eps + per_channel(self.eps_l.abs(), x, self.layout)
+        scale = torch.rsqrt(nu2 + eps)
+        if self.weight is not None:
+            scale = scale * per_channel(self.weight, x, self.layout)
+        y = x * scale if self.bias is None else torch.addcmul(per_channel(self.bias, x, self.layout), x, scale)
+        return torch.maximum(y, per_channel(self.tau, x, self.layout)).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", learnable_eps={self.eps_l is not None}"

@@ -1,0 +1,77 @@
+"""Ghost Batch Normalization (Hoffer, Hubara & Soudry, 2017, "Train longer, generalize better:
+closing the generalization gap in large batch training of neural networks", Algorithm 1).
+
+In training, the batch is split along N into virtual ("ghost") batches of ``virtual_batch``
+samples, and each is normalized by BatchNorm with its own statistics:
+
+    x = [x_1; ...; x_k],  y_j = gamma * (x_j - mu_j) / sqrt(var_j + eps) + beta
+
+- ``nchw``: each ghost batch's statistics over (n_j, H, W) per channel;
+- ``nlc``:  over (n_j, L) per channel.
+
+A batch that ``virtual_batch`` does not divide ends with a smaller ghost batch (``split``
+semantics), and a batch smaller than ``virtual_batch`` is one ghost batch: plain BatchNorm.
+The output, and so the gradient, is exactly that of BatchNorm run separately on each
+sub-batch (tested). Eval mode is BatchNorm's inference with the running statistics.
+
+Running statistics, by choice: every ghost batch contributes, in one update per step,
+
+    running = (1 - momentum) * running + momentum * sum_j (n_j / N) * stat_j
+
+with the size-weighted mean of the ghost batches' statistics (unbiased variances). So
+``momentum`` means what it means for ``batch`` (per step; k ghost batches updating one after
+the other with it would forget k times faster), and PreciseBN's plain average over batches is
+the plain average over ghost batches. It is realised by the native kernel on each ghost batch
+j, in order, with momentum w_j / (1 - sum_{i>j} w_i), w_j = momentum * n_j / N.
+
+Each ghost batch goes through the native batch-norm kernel (statistics, normalization, gamma
+and beta, and the running update fused); the one extra cost is concatenating the outputs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from normlab.errors import ConfigError
+from normlab.norms.layer import AffineNorm
+from normlab.norms.layout import check_input
+from normlab.norms.running import add_running_stats
+
+
+class GhostBatchNorm(AffineNorm):
+    axes = {"nchw": "(N/k, H, W) per ghost batch and channel", "nlc": "(N/k, L) per ghost batch and channel"}
+    batch_dependent = True
+
+    def __init__(
+        self,
+        num_channels: int,
+        layout: str = "nchw",
+        virtual_batch: int = 16,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = True,
+    ):
+        super().__init__(num_channels, layout, eps, affine)
+        if virtual_batch < 1:
+            raise ConfigError(f"GhostBatchNorm with virtual_batch={virtual_batch}. Fix: set norm.virtual_batch to 1 or more.")
+        self.virtual_batch, self.momentum = virtual_batch, momentum
+        add_running_stats(self, num_channels)
+
+    def _bn(self, x: torch.Tensor, momentum: float) -> torch.Tensor:
+        rows = x.reshape(-1, x.shape[-1]) if self.layout == "nlc" else x  # (n, L, C) -> (n*L, C), a view
+        y = F.batch_norm(rows, self.running_mean, self.running_var, self.weight, self.bias, self.training,
+                         momentum, self.eps)
+        return y.view_as(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.layout, self.num_channels, "GhostBatchNorm")
+        if not self.training or x.shape[0] <= self.virtual_batch:
+            return self._bn(x, self.momentum)
+        ghosts = x.split(self.virtual_batch)  # contiguous views along N
+        weights = [self.momentum * len(g) / x.shape[0] for g in ghosts]  # w_j
+        later = [sum(weights[j + 1:]) for j in range(len(ghosts))]  # sum_{i>j} w_i
+        return torch.cat([self._bn(g, min(w / (1 - rest), 1.0)) for g, w, rest in zip(ghosts, weights, later)])
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", virtual_batch={self.virtual_batch}"

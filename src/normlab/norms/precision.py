@@ -1,0 +1,19 @@
+"""Statistics in at least fp32, whatever the activations' dtype.
+
+Native norm kernels given bf16 or fp16 activations accumulate means and variances in fp32 and
+round only the output. A layer written with tensor ops must do the same by hand: a bf16 mean
+of inputs with an offset of 4 is off by up to 2**-6, and every normalized output inherits that
+error (``scripts/explain_norm.py`` measures it). So the hand-written layers reduce an fp32 copy
+of low-precision inputs, keep their per-channel factors in fp32, and round the output once.
+"""
+
+from __future__ import annotations
+
+import torch
+
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def upcast(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in fp32 if it is bf16/fp16 (a copy), else ``x`` itself."""
+    return x.float() if x.dtype in LOW_PRECISION else x

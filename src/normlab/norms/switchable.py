@@ -1,0 +1,92 @@
+"""Switchable Normalization (Luo, Ren, Peng, Zhang & Li, 2018, "Differentiable Learning-to-
+Normalize via Switchable Normalization", Eq. 3-5).
+
+One mean and one variance per position, each a softmax-weighted mix of InstanceNorm's,
+LayerNorm's and BatchNorm's statistics, with separate importance weights for the two:
+
+    mu    = sum_k softmax(lambda_mean)_k * mu_k,   k in (in, ln, bn)
+    var   = sum_k softmax(lambda_var)_k  * var_k
+    y     = gamma * (x - mu) / sqrt(var + eps) + beta
+
+- ``nchw``: IN over (H, W) per sample and channel, LN over (C, H, W) per sample, BN over
+  (N, H, W) per channel. As in the paper (Eq. 5), LN and BN statistics are computed from the IN
+  ones (means of means, and E[x^2] - mu^2), so x is reduced only once.
+- ``nlc``:  IN over L per sample and channel, LN over C per token, BN over (N, L) per channel.
+  Here LN's axes do not contain IN's, so LN takes a second reduction over x.
+
+The BN part keeps BatchNorm's running statistics (``running.py``: unbiased variance,
+``momentum``) and uses them in eval mode; IN and LN use the sample's own statistics in every
+mode (for tokens, IN's statistics span the sequence: a token sees later tokens in eval too).
+The importance weights start equal (lambda = 0); ``mixing_weights()`` returns their softmax,
+which ``MixingWeights`` (``normlab.norm_callbacks``) logs at the end of every epoch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from normlab.norms.layer import AffineNorm
+from normlab.norms.layout import check_input, instance_dims, per_channel
+from normlab.norms.precision import upcast
+from normlab.norms.running import add_running_stats, update_running
+
+PARTS = ("in", "ln", "bn")
+
+
+class SwitchableNorm(AffineNorm):
+    axes = {
+        "nchw": "mix of (H, W) per sample and channel, (C, H, W) per sample and (N, H, W) per channel",
+        "nlc": "mix of L per sample and channel, C per token and (N, L) per channel",
+    }
+    batch_dependent = True
+    instance_stats = True  # the IN part: per-sequence statistics over L in every mode (see models/gpt.py)
+
+    def __init__(
+        self, num_channels: int, layout: str = "nchw", eps: float = 1e-5, momentum: float = 0.1, affine: bool = True
+    ):
+        super().__init__(num_channels, layout, eps, affine)
+        self.momentum = momentum
+        self.mean_weight = nn.Parameter(torch.zeros(len(PARTS)))  # lambda of Eq. 3, for (in, ln, bn)
+        self.var_weight = nn.Parameter(torch.zeros(len(PARTS)))
+        add_running_stats(self, num_channels)
+
+    def mixing_weights(self) -> dict[str, float]:
+        """The softmax importance weights, e.g. ``{"mean/in": 0.2, ..., "var/bn": 0.5}``."""
+        out = {}
+        for stat, lam in (("mean", self.mean_weight), ("var", self.var_weight)):
+            out.update({f"{stat}/{part}": float(w) for part, w in zip(PARTS, torch.softmax(lam.detach().float(), 0))})
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.layout, self.num_channels, "SwitchableNorm")
+        channel_dim = -1 if self.layout == "nlc" else 1
+        dims = instance_dims(x, self.layout)
+        xs = upcast(x)  # statistics in fp32: E[x^2] - mu^2 below would cancel badly in bf16
+        var_in, mu_in = torch.var_mean(xs, dims, correction=0, keepdim=True)  # (N, C, 1, 1) or (N, 1, C)
+        square_in = var_in + mu_in**2  # E[x^2] per sample and channel
+        if self.layout == "nlc":
+            var_ln, mu_ln = torch.var_mean(xs, -1, correction=0, keepdim=True)  # (N, L, 1)
+        else:
+            mu_ln = mu_in.mean(channel_dim, keepdim=True)  # (N, 1, 1, 1)
+            var_ln = square_in.mean(channel_dim, keepdim=True) - mu_ln**2
+        if self.training:
+            mu_bn = mu_in.mean(0, keepdim=True)  # (1, C, 1, 1) or (1, 1, C)
+            var_bn = square_in.mean(0, keepdim=True) - mu_bn**2
+            update_running(self, mu_bn.flatten(), var_bn.flatten(), x.shape[0] * math.prod(x.shape[d] for d in dims))
+        else:
+            mu_bn = per_channel(self.running_mean, x, self.layout)
+            var_bn = per_channel(self.running_var, x, self.layout)
+        wm, wv = torch.softmax(self.mean_weight, 0), torch.softmax(self.var_weight, 0)
+        mu = wm[0] * mu_in + wm[1] * mu_ln + wm[2] * mu_bn  # (N, C, 1, 1); (N, L, C) for tokens
+        var = wv[0] * var_in + wv[1] * var_ln + wv[2] * var_bn
+        scale = torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            scale = scale * per_channel(self.weight, x, self.layout)
+        # (x - mu) * scale + beta as x * scale + (beta - mu * scale): one pass over x for images.
+        shift = -mu * scale
+        if self.bias is not None:
+            shift = shift + per_channel(self.bias, x, self.layout)
+        return torch.addcmul(shift, x, scale).to(x.dtype)

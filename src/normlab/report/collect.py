@@ -1,0 +1,72 @@
+"""Find the runs of a sweep: every ``summary.json`` below a directory, or a W&B group.
+
+A run is the dict of its ``summary.json``. Unreadable files (a truncated write, a kill at the
+wrong moment) are listed, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+
+@dataclass
+class Runs:
+    runs: list[dict] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+
+    @property
+    def completed(self) -> list[dict]:
+        return [r for r in self.runs if r.get("status") == "completed"]
+
+    @property
+    def not_completed(self) -> list[dict]:
+        return [r for r in self.runs if r.get("status") != "completed"]
+
+
+def collect_runs(sweep_dir: str | Path) -> Runs:
+    out = Runs()
+    for path in sorted(Path(sweep_dir).rglob("summary.json")):
+        if "wandb" in path.parts:
+            continue
+        try:
+            run = json.loads(path.read_text())
+            run.setdefault("run_dir", str(path.parent))
+            run["run_dir"] = str(path.parent)  # the directory as found now, even if it moved
+            out.runs.append(run)
+        except (OSError, json.JSONDecodeError) as err:
+            out.unreadable.append((str(path), f"{type(err).__name__}: {err}"))
+    return out
+
+
+def curves(run: dict) -> pd.DataFrame | None:
+    """Per-epoch metrics of one run, from its CSV log (or the W&B history it came with)."""
+    if "history" in run:
+        return pd.DataFrame(run["history"])
+    path = Path(run["run_dir"]) / "csv" / "metrics.csv"
+    if not path.exists():
+        return None
+    df = pd.read_csv(path)
+    return df.groupby("epoch").last().reset_index() if "epoch" in df else df
+
+
+def collect_wandb(path: str, group: str) -> Runs:
+    """Runs of one W&B group (``entity/project``), as summary-like dicts. Needs the network."""
+    import wandb
+
+    out = Runs()
+    for run in wandb.Api().runs(path, filters={"group": group}):
+        config = {k: v for k, v in run.config.items() if not k.startswith("_")}
+        summary = {k: v for k, v in run.summary.items() if isinstance(v, (int, float))}
+        history = run.history(samples=500, pandas=False)
+        out.runs.append({
+            "status": "completed" if run.state == "finished" else run.state,
+            "task": config.get("task", {}).get("name"), "model": config.get("model", {}).get("name"),
+            "norm": config.get("norm", {}).get("name"), "batch": config.get("data", {}).get("batch"),
+            "seed": config.get("seed"), "experiment": group, "config": config, "metrics": summary,
+            "run_dir": run.url, "history": history,
+        })
+    return out

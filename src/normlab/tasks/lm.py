@@ -1,0 +1,100 @@
+"""Character-level language modelling: next-character cross-entropy, in nats and bits.
+
+    loss = -(1/N) sum_t ln p(x_{t+1} | x_{<=t})      (nats per character)
+    bpc  = loss / ln 2                                (bits per character)
+
+Validation and test run in eval mode (Lightning switches the model before every evaluation),
+so norms with running statistics (batch, bln, instance with ``track_running_stats=true``) use
+them there, and no token sees later tokens. Instance norm without running statistics still
+normalizes each sequence over its own tokens in eval mode: its val/test losses are not those
+of a causal model, and the model warns about it when it is built (``models/gpt.py`` has the
+table of what every norm means on tokens). In training, batch, bln and instance norm all let
+a token see statistics of later tokens (and batch/bln of other sequences too).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from normlab.tasks import optim
+from normlab.tasks.samples import TextSamples
+
+
+class LanguageModel(L.LightningModule):
+    def __init__(self, model: nn.Module, optim_cfg: dict, global_batch: int, samples: TextSamples | None = None):
+        super().__init__()
+        self.model, self.optim_cfg, self.global_batch, self.samples = model, optim_cfg, global_batch, samples
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.model(idx)
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch  # (B, T) inputs, (B, T) next characters
+        logits = self(x)  # (B, T, vocab)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        on_step = stage == "train"
+        # Every batch has B x T characters, so the batch-size-weighted epoch mean is per character.
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, batch_size=len(y), sync_dist=not on_step,
+                 prog_bar=True)
+        self.log(f"{stage}/bpc", loss / math.log(2), on_step=False, on_epoch=True, batch_size=len(y),
+                 sync_dist=not on_step)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def on_train_epoch_start(self):
+        self._t0, self._tokens = time.perf_counter(), 0
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self._tokens += batch[1].numel()  # shape metadata only: no device sync
+
+    def on_train_epoch_end(self):
+        dt = time.perf_counter() - self._t0
+        if self._tokens and dt > 0:
+            self.log("train/tokens_per_s", self._tokens / dt * self.trainer.world_size)
+
+    def configure_optimizers(self):
+        # Matrices and embeddings decay; gains and biases (norms' gamma and beta) do not, as in
+        # GPT-2 and nanoGPT: decay would pull every norm's gamma towards zero.
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in params if p.dim() >= 2]},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        opt = optim.build_optimizer(groups, self.optim_cfg, optim.scaled_lr(self.optim_cfg, self.global_batch))
+        sched = optim.warmup_cosine(opt, self.trainer.estimated_stepping_batches, self.optim_cfg.get("warmup", 0.0),
+                                    self.optim_cfg.get("min_lr_ratio", 0.0))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def configure_callbacks(self):
+        # Asked again by trainer.test(); returning it twice would only print an "override" notice.
+        if self.samples is None or any(c is self.samples for c in self.trainer.callbacks):
+            return []
+        return [self.samples]
+
+
+def build_lm(cfg: DictConfig, world_size: int):
+    from normlab.data.text_module import build_text_datamodule
+    from normlab.models import build_model
+
+    data = build_text_datamodule(OmegaConf.to_container(cfg.data, resolve=True), cfg.model.block_size, cfg.seed)
+    data.setup()
+    model = build_model(OmegaConf.to_container(cfg.model, resolve=True), OmegaConf.to_container(cfg.norm, resolve=True),
+                        vocab_size=len(data.vocab))
+    sample_cfg = OmegaConf.to_container(cfg.task.sample, resolve=True) if cfg.task.get("sample") else None
+    run_dir = cfg.get("resume") or cfg.paths.output_dir  # a resumed run writes into its own directory
+    samples = TextSamples(data.vocab, run_dir, **sample_cfg) if sample_cfg else None
+    optim_cfg = OmegaConf.to_container(cfg.task.optim, resolve=True)
+    return LanguageModel(model, optim_cfg, cfg.data.batch * world_size, samples), data
