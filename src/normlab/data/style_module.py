@@ -10,8 +10,6 @@ them that a separate test set would protect).
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable
 
 import lightning as L
@@ -21,7 +19,8 @@ from normlab.data.augment import random_flip
 from normlab.data.batches import TensorBatches
 from normlab.data.photos import STYLE_DATASETS, StyleImages
 from normlab.data.splits import Split
-from normlab.errors import ConfigError, unknown_name
+from normlab.data.loaders import bind_loader
+from normlab.errors import ConfigError
 
 # Keys of conf/data/*.yaml that the datamodule uses; all others go to the loader.
 MODULE_KEYS = {"name", "batch", "eval_batch", "crop", "steps_per_epoch", "flip"}
@@ -110,14 +109,6 @@ class StyleDataModule(L.LightningDataModule):
 def build_style_datamodule(data_cfg: dict, seed: int) -> StyleDataModule:
     cfg = dict(data_cfg)
     name = cfg["name"]
-    if name not in STYLE_DATASETS:
-        raise unknown_name("style dataset", name, STYLE_DATASETS, "data")
-    loader = STYLE_DATASETS[name]
-    loader_kwargs = {k: v for k, v in cfg.items() if k not in MODULE_KEYS}
-    accepted = inspect.signature(loader).parameters
-    unknown = sorted(set(loader_kwargs) - set(accepted))
-    if unknown:
-        raise ConfigError(f"dataset '{name}' has no option {', '.join(unknown)} (it takes: {', '.join(accepted)}). "
-                          f"Fix: remove it from the command or the data config.")
-    return StyleDataModule(functools.partial(loader, **loader_kwargs), cfg["batch"], cfg["crop"],
+    load = bind_loader(cfg, STYLE_DATASETS, "style dataset", MODULE_KEYS)
+    return StyleDataModule(load, cfg["batch"], cfg["crop"],
                            cfg.get("eval_batch", 16), cfg.get("steps_per_epoch"), cfg.get("flip", True), seed)

@@ -7,8 +7,6 @@ those tensors (``windows.py``).
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 from collections.abc import Callable
 
@@ -17,7 +15,7 @@ import lightning as L
 from normlab.data.text import SPLITS, TEXT_DATASETS, TextSplits
 from normlab.data.vocab import CharVocab
 from normlab.data.windows import FixedWindows, RandomWindows
-from normlab.errors import ConfigError, unknown_name
+from normlab.data.loaders import bind_loader
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +61,7 @@ class CharDataModule(L.LightningDataModule):
 def build_text_datamodule(data_cfg: dict, block_size: int, seed: int) -> CharDataModule:
     cfg = dict(data_cfg)
     name = cfg["name"]
-    if name not in TEXT_DATASETS:
-        raise unknown_name("text dataset", name, TEXT_DATASETS, "data")
-    loader = TEXT_DATASETS[name]
-    loader_kwargs = {k: v for k, v in cfg.items() if k not in MODULE_KEYS}
-    accepted = inspect.signature(loader).parameters
-    unknown = sorted(set(loader_kwargs) - set(accepted))
-    if unknown:
-        raise ConfigError(f"dataset '{name}' has no option {', '.join(unknown)} (it takes: {', '.join(accepted)}). "
-                          f"Fix: remove it from the command or the data config.")
-    return CharDataModule(functools.partial(loader, **loader_kwargs), block_size, cfg["batch"],
+    load = bind_loader(cfg, TEXT_DATASETS, "text dataset", MODULE_KEYS)
+    return CharDataModule(load, block_size, cfg["batch"],
                           cfg.get("train_batches", 250), cfg.get("eval_batch", 64), cfg.get("eval_windows", 256),
                           seed, name)
