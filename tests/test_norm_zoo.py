@@ -112,7 +112,8 @@ def renorm(**knobs):
 
 @pytest.mark.parametrize("layout", ["nchw", "nlc"])
 def test_batch_renorm_with_active_clipping_matches_its_formula(layout):
-    m = randomize(build_norm("batch_renorm", 8, layout, relax_start=0, r_max_step=2, d_max_step=3, momentum=0.5).double())
+    m = build_norm("batch_renorm", 8, layout, relax_start=0, r_max_step=2, d_max_step=3, momentum=0.5)
+    m = randomize(m.double())
     m.running_mean.fill_(3.0), m.running_var.fill_(50.0)  # far from the batches: r and d are clipped
     make = images if layout == "nchw" else tokens
     check_against_reference(m, [make(seed=s) for s in range(4)])
@@ -345,7 +346,8 @@ def test_precise_bn_callback_skips_the_sanity_check_and_models_without_batch_sta
 
 
 def test_mixing_weights_are_logged_for_every_layer_that_learns_a_mixture():
-    model = nn.Sequential(build_norm("switchable", 4), nn.ReLU(), build_norm("batch_instance", 4), build_norm("batch", 4))
+    model = nn.Sequential(build_norm("switchable", 4), nn.ReLU(), build_norm("batch_instance", 4),
+                          build_norm("batch", 4))
     logged = []
     logger = SimpleNamespace(log_metrics=lambda metrics, step: logged.append((metrics, step)))
     MixingWeights().on_train_epoch_end(SimpleNamespace(loggers=[logger], global_step=7), SimpleNamespace(model=model))

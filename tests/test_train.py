@@ -57,7 +57,8 @@ def test_cli_runs_exactly_as_typed(tmp_path):
 
 @pytest.mark.slow
 def test_multirun_gives_every_job_its_own_dir_summary_and_wandb_run(tmp_path):
-    res = run_cli("-m", "norm=batch,group", "data.batch=2,8", *FAST, f"paths.log_dir={tmp_path}", timeout=600)
+    res = run_cli("-m", "norm=batch,group", "data.batch=2,8", *FAST, *SMALL_EVAL, f"paths.log_dir={tmp_path}",
+                  timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     summaries = [json.loads(p.read_text()) for p in tmp_path.glob("multiruns/*/*/summary.json")]
     assert sorted((s["norm"], s["batch"]) for s in summaries) == [("batch", 2), ("batch", 8), ("group", 2), ("group", 8)]

@@ -61,7 +61,8 @@ class CondInstanceNorm(AffineNorm):
         return F.instance_norm(x, weight=w, bias=b, eps=self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.num_channels}, layout={self.layout}, eps={self.eps}, num_styles={self.num_styles}, style={self._style}"
+        base = f"{self.num_channels}, layout={self.layout}, eps={self.eps}"
+        return base + f", num_styles={self.num_styles}, style={self._style}"
 
 
 def set_style(model: nn.Module, s: int) -> int:

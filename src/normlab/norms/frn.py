@@ -39,7 +39,12 @@ class FilterResponseNorm(AffineNorm):
     instance_stats = True  # per-sequence statistics over L in every mode (see models/gpt.py)
 
     def __init__(
-        self, num_channels: int, layout: str = "nchw", eps: float = 1e-6, learnable_eps: bool = False, affine: bool = True
+        self,
+        num_channels: int,
+        layout: str = "nchw",
+        eps: float = 1e-6,
+        learnable_eps: bool = False,
+        affine: bool = True,
     ):
         super().__init__(num_channels, layout, eps, affine)
         self.tau = nn.Parameter(torch.zeros(num_channels))  # the TLU's threshold

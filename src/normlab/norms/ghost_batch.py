@@ -54,7 +54,9 @@ class GhostBatchNorm(AffineNorm):
     ):
         super().__init__(num_channels, layout, eps, affine)
         if virtual_batch < 1:
-            raise ConfigError(f"GhostBatchNorm with virtual_batch={virtual_batch}. Fix: set norm.virtual_batch to 1 or more.")
+            raise ConfigError(
+                f"GhostBatchNorm with virtual_batch={virtual_batch}. Fix: set norm.virtual_batch to 1 or more."
+            )
         self.virtual_batch, self.momentum = virtual_batch, momentum
         add_running_stats(self, num_channels)
 
