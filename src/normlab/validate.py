@@ -86,9 +86,7 @@ def check_batches(cfg: DictConfig, norm: str) -> None:
         return
     why = (f"norm={norm} normalizes with statistics across the samples of a batch, and one sample has no variance "
            f"across samples: its statistics would be that sample's own and mean nothing.")
-    # Not for task=style: there a batch of one image still has H x W positions per channel, and
-    # BatchNorm at batch 1 (training statistics of one image) is half of Ulyanov et al.'s comparison.
-    if batch == 1 and cfg.task.name != "style":
+    if batch == 1:
         raise ConfigError(f"{why} Fix: set data.batch to 2 or more, or use a norm that does not use the batch "
                           f"(norm=group or norm=layer).")
     if cfg.norm.get("track_running_stats") is False and cfg.data.get("eval_batch") == 1:

@@ -100,9 +100,8 @@ class LossNetwork(nn.Module):
 
 
 def build_loss_network(network: str, layers: list[str], width: float = 1.0) -> LossNetwork:
+    """``width`` narrows ``random_vgg`` only: pretrained weights come in one width."""
     if network == "vgg16":
-        if width != 1.0:
-            raise ConfigError("task.loss.width only applies to random_vgg. Fix: set task.loss.width=1.0 for vgg16.")
         return LossNetwork(vgg16_imagenet(), layers)
     if network == "random_vgg":
         return LossNetwork(random_vgg(width), layers)
