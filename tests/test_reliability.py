@@ -25,19 +25,29 @@ from normlab.report import report
 from normlab.resume import resume_argv, resume_point
 
 ROOT = Path(__file__).resolve().parents[1]
-# ResNet-8 on 200 MNIST digits, 12 steps an epoch (8 images left out), 2 epochs; last.ckpt every 4 steps.
-TINY = ["model=resnet8", "data.subset=200", "data.batch=16", "data.eval_batch=100", "logger=csv", "threads=1",
-        "trainer.enable_progress_bar=false", "task.diagnostics.batch_stats=false", "trainer.max_epochs=2",
-        "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer.log_every_n_steps=2",
-        "checkpoint.every_n_steps=4"]
+# 2 epochs, last.ckpt every 4 steps, one validation and test batch.
+SHORT = ["logger=csv", "threads=1", "trainer.enable_progress_bar=false", "trainer.max_epochs=2",
+         "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer.log_every_n_steps=2",
+         "checkpoint.every_n_steps=4"]
+# ResNet-8 on 200 MNIST digits, 12 steps an epoch (8 images left out).
+TINY = [*SHORT, "model=resnet8", "data.subset=200", "data.batch=16", "data.eval_batch=100",
+        "task.diagnostics.batch_stats=false"]
+# The other tasks' training loaders draw random windows and crops: 10 steps an epoch.
+TINY_TASKS = {
+    "lm": [*SHORT, "task=lm", "model.n_layer=1", "model.n_head=2", "model.n_embd=16", "model.block_size=16",
+           "data.train_batches=10", "data.eval_batch=8", "data.eval_windows=8", "task.sample.num=1",
+           "task.sample.chars=4"],
+    "style": [*SHORT, "task=style", "model.width=0.25", "task.loss.width=0.125", "data.crop=16", "data.load_size=24",
+              "data.eval_size=21", "data.style_size=24", "data.batch=2", "data.steps_per_epoch=10"],
+}
 
 
-def compose_into(run_dir: Path, overrides=()):
+def compose_into(run_dir: Path, overrides=(), base=TINY):
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[*TINY, *overrides])
+        cfg = compose("train", overrides=[*base, *overrides])
     with open_dict(cfg):
         cfg.paths.root_dir, cfg.paths.output_dir = str(ROOT), str(run_dir)
         cfg.paths.cache_dir = str(run_dir.parent / "cache")
@@ -100,9 +110,7 @@ class KillAtStep(L.Callback):
             raise Killed(f"killed at step {self.step}")
 
 
-def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(uninterrupted, tmp_path, monkeypatch):
-    first, first_dir = uninterrupted
-    run_dir = tmp_path / "run"
+def kill_then_resume(run_dir: Path, monkeypatch, base=TINY) -> dict:
     build = run.build_trainer
 
     def build_and_kill(*args, **kwargs):
@@ -112,16 +120,30 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(uninterrupte
 
     monkeypatch.setattr(run, "build_trainer", build_and_kill)
     with pytest.raises(Killed):
-        run.train(compose_into(run_dir))
+        run.train(compose_into(run_dir, base=base))
     monkeypatch.setattr(run, "build_trainer", build)
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "failed"
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
+    return run.train(compose_into(run_dir, [f"resume={run_dir}"], base=base))
 
-    resumed = run.train(compose_into(run_dir, [f"resume={run_dir}"]))
+
+def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(uninterrupted, tmp_path, monkeypatch):
+    first, first_dir = uninterrupted
+    run_dir = tmp_path / "run"
+    resumed = kill_then_resume(run_dir, monkeypatch)
     assert resumed["status"] == "completed" and resumed["resumes"] == 1 and resumed["steps"] == 24
     assert metrics(resumed) == metrics(first)  # the same data order, augmentation and updates
     assert same_weights(weights(run_dir), weights(first_dir))
     assert step_losses(run_dir) == step_losses(first_dir)  # the CSV history of both attempts, steps once
+
+
+@pytest.mark.parametrize("task", sorted(TINY_TASKS))
+def test_lm_and_style_runs_killed_mid_epoch_resume_to_the_uninterrupted_result(task, tmp_path, monkeypatch):
+    first = run.train(compose_into(tmp_path / "first", base=TINY_TASKS[task]))
+    resumed = kill_then_resume(tmp_path / "run", monkeypatch, base=TINY_TASKS[task])
+    assert resumed["status"] == "completed" and resumed["steps"] == first["steps"] == 20
+    assert metrics(resumed) == metrics(first)  # the same windows / crops, the same updates
+    assert same_weights(weights(tmp_path / "run"), weights(tmp_path / "first"))
 
 
 def test_resume_refuses_what_cannot_be_resumed(uninterrupted, tmp_path):

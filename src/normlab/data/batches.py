@@ -4,16 +4,14 @@ Used instead of a DataLoader over per-sample items: no collate, no workers. Each
 multi-device run takes every ``world``-th index of the same permutation, so the ranks see
 disjoint data and, together, one epoch.
 
-Resumable: ``state_dict()`` says which epoch's order is being served and how many of its
-batches went out; Lightning saves it in every checkpoint (it does so for any training loader
-with ``state_dict``/``load_state_dict``) and hands it back on resume, so a run killed
-mid-epoch continues with the very next batch of the same order.
+Resumable mid-epoch (``resumable.py``).
 """
 
 from __future__ import annotations
 
 import torch
 
+from normlab.data.resumable import ResumableEpochs
 from normlab.data.splits import Split
 
 
@@ -40,29 +38,12 @@ def split_batch(x: torch.Tensor, chunk: int | None) -> tuple[torch.Tensor, ...]:
     return x.split(batch_sizes(len(x), chunk, drop_last=False))
 
 
-class TensorBatches:
+class TensorBatches(ResumableEpochs):
     def __init__(
         self, split: Split, batch_size: int, shuffle: bool, drop_last: bool, seed: int = 0, rank: int = 0, world: int = 1
     ):
         self.split, self.batch_size, self.shuffle, self.drop_last = split, batch_size, shuffle, drop_last
         self.seed, self.rank, self.world = seed, rank, world
-        self.epoch = 0  # whose order the next pass serves; set_epoch() or each pass moves it on
-        self._served = (0, 0)  # (epoch, batches served) of the latest pass
-        self._resume: tuple[int, int] | None = None
-
-    def set_epoch(self, epoch: int) -> None:
-        """Serve the order of ``epoch`` next (the trainer's epoch: the ``DistributedSampler`` convention)."""
-        self.epoch = epoch
-
-    def state_dict(self) -> dict:
-        epoch, served = self._served
-        return {"epoch": epoch, "served": served}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state["served"] >= len(self):  # saved at the end of an epoch: the next one starts afresh
-            self.epoch, self._resume = state["epoch"] + 1, None
-        else:
-            self.epoch, self._resume = state["epoch"], (state["epoch"], state["served"])
 
     def _indices(self, epoch: int) -> torch.Tensor:
         n = len(self.split)
@@ -84,20 +65,9 @@ class TensorBatches:
     def __len__(self) -> int:
         return len(self.sizes())
 
-    def __iter__(self):
-        # A generator: this body runs at the first next(), after Lightning restored the state.
-        epoch, start = self.epoch, 0
-        if self._resume is not None and self._resume[0] == epoch:
-            start = self._resume[1]  # resumed mid-epoch: skip the batches already trained on
-        self._resume = None
-        self.epoch = epoch + 1
-        idx, sizes = self._indices(epoch), self.sizes()
-        offsets = [0]
-        for size in sizes:
-            offsets.append(offsets[-1] + size)
-        for b in range(start, len(sizes)):
-            # Counted before the yield: a checkpoint taken while this batch trains includes it.
-            # (Lightning does not prefetch from loaders that have a length.)
-            self._served = (epoch, b + 1)
-            chunk = idx[offsets[b] : offsets[b + 1]]
-            yield self.split.x[chunk], self.split.y[chunk]
+    def plan(self, epoch: int) -> list[torch.Tensor]:
+        sizes = self.sizes()
+        return list(self._indices(epoch)[: sum(sizes)].split(sizes))
+
+    def batch(self, plan: list[torch.Tensor], b: int):
+        return self.split.x[plan[b]], self.split.y[plan[b]]

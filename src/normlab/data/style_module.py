@@ -17,6 +17,7 @@ import torch
 
 from normlab.data.augment import random_flip
 from normlab.data.batches import TensorBatches
+from normlab.data.resumable import ResumableEpochs
 from normlab.data.photos import STYLE_DATASETS, StyleImages
 from normlab.data.splits import Split
 from normlab.data.loaders import bind_loader
@@ -37,26 +38,26 @@ def random_crops(x: torch.Tensor, size: int) -> torch.Tensor:
     return out.gather(3, cols)  # (N, C, size, size)
 
 
-class RandomImageBatches:
+class RandomImageBatches(ResumableEpochs):
     """``steps`` batches of images per epoch; each rank takes every ``world``-th index of the same
-    draw, so the ranks see disjoint images."""
+    draw, so the ranks see disjoint images. Resumable mid-epoch (``resumable.py``)."""
 
     def __init__(self, images: torch.Tensor, batch_size: int, steps: int, seed: int = 0, rank: int = 0, world: int = 1):
         self.images, self.batch_size, self.steps = images, batch_size, steps
-        self.seed, self.rank, self.world, self.epoch = seed, rank, world, 0
+        self.seed, self.rank, self.world = seed, rank, world
 
     def __len__(self) -> int:
         return self.steps
 
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed + self.epoch)  # seed + epoch: a resumed run replays
-        self.epoch += 1
+    def plan(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed + epoch)  # seed + epoch: a resumed run replays
         n, need = len(self.images), self.steps * self.batch_size * self.world
         idx = torch.cat([torch.randperm(n, generator=g) for _ in range(-(-need // n))])[:need]
-        idx = idx[self.rank :: self.world]
-        for b in range(self.steps):
-            chunk = idx[b * self.batch_size : (b + 1) * self.batch_size]
-            yield self.images[chunk], chunk
+        return idx[self.rank :: self.world]
+
+    def batch(self, idx: torch.Tensor, b: int):
+        chunk = idx[b * self.batch_size : (b + 1) * self.batch_size]
+        return self.images[chunk], chunk
 
 
 class StyleDataModule(L.LightningDataModule):

@@ -5,7 +5,8 @@ last ``block_size`` the targets (the next character at every position). A batch 
 gather, ``ids[starts[:, None] + arange(block_size + 1)]``: no per-sample Python, no collate.
 
 - ``RandomWindows`` (training): a fixed number of batches of random windows per "epoch",
-  since a stream of text has no natural epoch. Seeded by (seed, epoch, rank).
+  since a stream of text has no natural epoch. Seeded by (seed, epoch, rank); resumable
+  mid-epoch (``resumable.py``).
 - ``FixedWindows`` (validation, test): the same evenly spaced windows every time, so that
   successive evaluations and different runs score the same characters.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from normlab.data.resumable import ResumableEpochs
 from normlab.errors import ConfigError
 
 
@@ -29,24 +31,24 @@ def gather(ids: torch.Tensor, starts: torch.Tensor, block_size: int) -> tuple[to
     return w[:, :-1], w[:, 1:]  # (B, T) inputs, (B, T) next-character targets
 
 
-class RandomWindows:
+class RandomWindows(ResumableEpochs):
     def __init__(self, ids: torch.Tensor, block_size: int, batch_size: int, batches: int, seed: int = 0,
                  rank: int = 0, world: int = 1):
         check_length(ids, block_size, "train")
         self.ids, self.block_size, self.batch_size, self.batches = ids, block_size, batch_size, batches
-        self.seed, self.rank, self.world, self.epoch = seed, rank, world, 0
+        self.seed, self.rank, self.world = seed, rank, world
 
     def __len__(self) -> int:
         return self.batches
 
-    def __iter__(self):
+    def plan(self, epoch: int) -> torch.Tensor:
         # (seed, epoch, rank) through SeedSequence: distinct streams, no collisions between seeds.
-        state = np.random.SeedSequence([self.seed, self.epoch, self.rank]).generate_state(1)[0]
+        state = np.random.SeedSequence([self.seed, epoch, self.rank]).generate_state(1)[0]
         g = torch.Generator().manual_seed(int(state))
-        self.epoch += 1
-        starts = torch.randint(len(self.ids) - self.block_size, (self.batches, self.batch_size), generator=g)
-        for b in range(self.batches):
-            yield gather(self.ids, starts[b], self.block_size)
+        return torch.randint(len(self.ids) - self.block_size, (self.batches, self.batch_size), generator=g)
+
+    def batch(self, starts: torch.Tensor, b: int):
+        return gather(self.ids, starts[b], self.block_size)
 
 
 class FixedWindows:

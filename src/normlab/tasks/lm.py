@@ -15,7 +15,6 @@ a token see statistics of later tokens (and batch/bln of other sequences too).
 from __future__ import annotations
 
 import math
-import time
 
 import lightning as L
 import torch
@@ -28,6 +27,8 @@ from normlab.tasks.samples import TextSamples
 
 
 class LanguageModel(L.LightningModule):
+    counts_tokens = True  # Throughput logs train/tokens_per_s
+
     def __init__(self, model: nn.Module, optim_cfg: dict, global_batch: int, samples: TextSamples | None = None):
         super().__init__()
         self.model, self.optim_cfg, self.global_batch, self.samples = model, optim_cfg, global_batch, samples
@@ -55,17 +56,6 @@ class LanguageModel(L.LightningModule):
 
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
-
-    def on_train_epoch_start(self):
-        self._t0, self._tokens = time.perf_counter(), 0
-
-    def on_train_batch_end(self, outputs, batch, batch_idx):
-        self._tokens += batch[1].numel()  # shape metadata only: no device sync
-
-    def on_train_epoch_end(self):
-        dt = time.perf_counter() - self._t0
-        if self._tokens and dt > 0:
-            self.log("train/tokens_per_s", self._tokens / dt * self.trainer.world_size)
 
     def configure_optimizers(self):
         # Matrices and embeddings decay; gains and biases (norms' gamma and beta) do not, as in
