@@ -104,6 +104,12 @@ def test_ghost_batch_splits_only_in_training_and_is_batchnorm_for_small_batches(
         build_norm("ghost_batch", 8, virtual_batch=0)
 
 
+def test_a_last_ghost_batch_of_one_sample_joins_the_one_before():
+    x = images()[:9]  # ghosts of 4 and 5, not 4, 4 and 1
+    gbn, bn = build_norm("ghost_batch", 8, virtual_batch=4).double(), build_norm("batch", 8).double()
+    torch.testing.assert_close(gbn(x), torch.cat([bn(x[:4]), bn(x[4:])]), **F64)
+
+
 # --- batch_renorm -------------------------------------------------------------------------
 
 def renorm(**knobs):
@@ -319,9 +325,9 @@ def test_precise_bn_callback_averages_the_statistics_of_every_batch_like_norm(na
     PreciseBN(num_batches=3).on_validation_start(trainer, pl_module)
     with torch.no_grad():
         feats = [model[0](b) for b in batches[:3]]
-    if name == "ghost_batch":  # each batch's statistics: the size-weighted mean of its ghosts' (2, 2, 1)
+    if name == "ghost_batch":  # each batch's statistics: the size-weighted mean of its ghosts' (2, 3)
         def batch_stats(f, fn):
-            return sum(len(p) / 5 * fn(p) for p in f.split(2))
+            return sum(len(p) / 5 * fn(p) for p in f.split([2, 3]))
     else:
         def batch_stats(f, fn):
             return fn(f)

@@ -9,8 +9,9 @@ samples, and each is normalized by BatchNorm with its own statistics:
 - ``nchw``: each ghost batch's statistics over (n_j, H, W) per channel;
 - ``nlc``:  over (n_j, L) per channel.
 
-A batch that ``virtual_batch`` does not divide ends with a smaller ghost batch (``split``
-semantics), and a batch smaller than ``virtual_batch`` is one ghost batch: plain BatchNorm.
+A batch that ``virtual_batch`` does not divide ends with a smaller ghost batch, except that a
+last ghost batch of one sample joins the one before (one sample has no statistics across
+samples); a batch smaller than ``virtual_batch`` is one ghost batch: plain BatchNorm.
 The output, and so the gradient, is exactly that of BatchNorm run separately on each
 sub-batch (tested). Eval mode is BatchNorm's inference with the running statistics.
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from normlab.data.batches import split_batch
 from normlab.errors import ConfigError
 from normlab.norms.layer import AffineNorm
 from normlab.norms.layout import check_input
@@ -70,7 +72,7 @@ class GhostBatchNorm(AffineNorm):
         check_input(x, self.layout, self.num_channels, "GhostBatchNorm")
         if not self.training or x.shape[0] <= self.virtual_batch:
             return self._bn(x, self.momentum)
-        ghosts = x.split(self.virtual_batch)  # contiguous views along N
+        ghosts = split_batch(x, self.virtual_batch)  # contiguous views along N
         weights = [self.momentum * len(g) / x.shape[0] for g in ghosts]  # w_j
         later = [sum(weights[j + 1:]) for j in range(len(ghosts))]  # sum_{i>j} w_i
         return torch.cat([self._bn(g, min(w / (1 - rest), 1.0)) for g, w, rest in zip(ghosts, weights, later)])
