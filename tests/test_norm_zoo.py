@@ -20,6 +20,7 @@ from normlab.norms import NORMS, build_norm, norm_layer, supports
 from normlab.norms.adain import adain
 from normlab.norms.cond_instance import set_style
 from normlab.norms.reference import REFERENCE
+from normlab.tasks.optim import build_optimizer, param_groups
 
 F64 = dict(rtol=1e-10, atol=1e-10)
 
@@ -349,6 +350,17 @@ def test_precise_bn_callback_skips_the_sanity_check_and_models_without_batch_sta
         assert torch.equal(v, before[k])
     group_net = SimpleNamespace(model=nn.Sequential(build_norm("group", 8)), device=torch.device("cpu"))
     assert PreciseBN().recompute(SimpleNamespace(datamodule=None), group_net) == 0
+
+
+@pytest.mark.parametrize("name,mixing", [("switchable", {"mean_weight", "var_weight"}), ("batch_instance", {"rho"}),
+                                         ("batch", set())])
+def test_mixing_weights_get_no_weight_decay_and_everything_else_does(name, mixing):
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), build_norm(name, 8))
+    opt = build_optimizer(param_groups(model), {"name": "sgd", "weight_decay": 5e-4}, 0.1)
+    names = {id(p): n.split(".")[-1] for n, p in model.named_parameters()}
+    undecayed = {names[id(p)] for g in opt.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert undecayed == mixing
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
 
 
 def test_mixing_weights_are_logged_for_every_layer_that_learns_a_mixture():

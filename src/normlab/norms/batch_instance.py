@@ -37,6 +37,7 @@ class BatchInstanceNorm(AffineNorm):
     }
     batch_dependent = True
     instance_stats = True  # the IN part: per-sequence statistics over L in every mode (see models/gpt.py)
+    no_weight_decay = ("rho",)  # decay would pull the gate towards pure InstanceNorm (tasks/optim.py)
 
     def __init__(
         self, num_channels: int, layout: str = "nchw", eps: float = 1e-5, momentum: float = 0.1, affine: bool = True

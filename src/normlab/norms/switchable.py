@@ -43,6 +43,7 @@ class SwitchableNorm(AffineNorm):
     }
     batch_dependent = True
     instance_stats = True  # the IN part: per-sequence statistics over L in every mode (see models/gpt.py)
+    no_weight_decay = ("mean_weight", "var_weight")  # decay would pull the mix towards uniform (tasks/optim.py)
 
     def __init__(
         self, num_channels: int, layout: str = "nchw", eps: float = 1e-5, momentum: float = 0.1, affine: bool = True

@@ -50,9 +50,24 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup: fl
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def configure(module, optim_cfg: dict, global_batch: int) -> dict:
+def param_groups(module: torch.nn.Module) -> list[dict]:
+    """Every trainable parameter, in one group with the configured weight decay and one without.
+
+    Without decay: the parameters a layer names in ``no_weight_decay`` (the timm convention),
+    i.e. the mixing weights of switchable and batch_instance. They choose between statistics;
+    decay would pull them towards one fixed choice (uniform softmax, rho = 0), a prior that
+    neither paper's formulation has.
+    """
+    skip = {id(getattr(m, name)) for m in module.modules() for name in getattr(m, "no_weight_decay", ())}
+    params = [p for p in module.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if id(p) not in skip]},
+              {"params": [p for p in params if id(p) in skip], "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def configure(model: torch.nn.Module, trainer, optim_cfg: dict, global_batch: int) -> dict:
     """What a LightningModule's ``configure_optimizers`` returns: optimizer plus per-step schedule."""
-    opt = build_optimizer(module.parameters(), optim_cfg, scaled_lr(optim_cfg, global_batch))
-    sched = warmup_cosine(opt, module.trainer.estimated_stepping_batches, optim_cfg.get("warmup", 0.0),
+    opt = build_optimizer(param_groups(model), optim_cfg, scaled_lr(optim_cfg, global_batch))
+    sched = warmup_cosine(opt, trainer.estimated_stepping_batches, optim_cfg.get("warmup", 0.0),
                           optim_cfg.get("min_lr_ratio", 0.0))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from types import SimpleNamespace
 
 import lightning as L
 import torch
@@ -137,8 +136,7 @@ class StyleTransfer(L.LightningModule):
 
     def configure_optimizers(self):
         # Only the transformation network is optimised; the loss network has no trainable weights.
-        trainable = SimpleNamespace(parameters=self.model.parameters, trainer=self.trainer)
-        return optim.configure(trainable, self.optim_cfg, self.global_batch)
+        return optim.configure(self.model, self.trainer, self.optim_cfg, self.global_batch)
 
 
 def build_style_task(cfg: DictConfig, world_size: int):
