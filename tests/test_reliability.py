@@ -17,7 +17,8 @@ import yaml
 
 from normlab import run
 from normlab.checkpoints import AtomicCheckpointIO
-from normlab.data.batches import TensorBatches, batch_sizes, split_batch
+from normlab.chunks import batch_sizes, split_batch
+from normlab.data.batches import TensorBatches
 from normlab.data.splits import Split
 from normlab.divergence import Diverged, DivergenceGuard
 from normlab.errors import ConfigError

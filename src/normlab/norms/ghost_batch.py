@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from normlab.data.batches import split_batch
+from normlab.chunks import split_batch
 from normlab.errors import ConfigError
 from normlab.norms.layer import AffineNorm
 from normlab.norms.layout import check_input

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normlab.data.batches import split_batch
+from normlab.chunks import split_batch
 from normlab.tasks import optim
 
 
