@@ -7,6 +7,7 @@ import json
 import pytest
 
 from normlab.report import report
+from normlab.report.plots import curve_table
 
 ARMS = {("batch", False): 0.0, ("group", True): 1.0}
 
@@ -85,3 +86,15 @@ def test_cli_exit_status_counts_failures(sweep, capsys):
 def test_report_is_logged_to_an_offline_wandb_run(sweep):
     report(sweep, log_wandb=True)
     assert list((sweep / "wandb").glob("offline-run-*")), "an offline W&B run with the table and figures"
+
+
+def test_a_swept_knob_gets_a_line_of_its_own_in_the_curves(tmp_path):
+    runs = []
+    for i, groups in enumerate((1, 8, 1, 8)):
+        d = fake_run(tmp_path, i, "group", True, 32, seed=i // 2)
+        summary = json.loads((d / "summary.json").read_text())
+        summary["config"]["norm"]["num_groups"] = groups
+        runs.append({**summary, "run_dir": str(d)})
+    data = curve_table(runs, "val/err")
+    assert set(data["arm"]) == {"group+ws num_groups=1", "group+ws num_groups=8"}
+    assert len(data) == 4 * 2  # two epochs of each of the four runs

@@ -13,6 +13,7 @@ import pytest
 
 from normlab.norms import NORMS, supports
 from normlab.run import train
+from normlab.summary import RunSummary, code_version
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["debug=fast_dev_run", "data.subset=200"]
@@ -45,6 +46,17 @@ def test_every_norm_trains_at_batch_2(compose, name):
     on_disk = json.loads((Path(cfg.paths.output_dir) / "summary.json").read_text())
     assert on_disk["status"] == "completed" and on_disk["norm"] == name and on_disk["batch"] == 2
     assert Path(on_disk["wandb_dir"]).is_dir()
+
+
+def test_summary_names_the_commit_of_the_code_that_ran(tmp_path):
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode:
+        pytest.skip("not a git checkout")
+    config = {"task": {"name": "classify"}, "model": {"name": "resnet8"}, "norm": {"name": "batch"},
+              "data": {"name": "mnist5k", "batch": 2}, "seed": 0}
+    code = json.loads((RunSummary(tmp_path, config).path).read_text())["code"]
+    assert code["commit"] == head.stdout.strip() and isinstance(code["dirty"], bool)
+    assert code_version(tmp_path) is None  # not a checkout: nothing to name
 
 
 @pytest.mark.slow

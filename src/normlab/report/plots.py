@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from normlab.report.collect import curves  # noqa: E402
-from normlab.report.table import arm  # noqa: E402
+from normlab.report.table import AXES, arm, line_name, lookup, varied_axes  # noqa: E402
 
 
 def error_vs_batch(table: pd.DataFrame, metric: str, out: Path, title: str) -> Path | None:
@@ -20,7 +20,9 @@ def error_vs_batch(table: pd.DataFrame, metric: str, out: Path, title: str) -> P
     if col not in table or table["batch"].nunique() < 2:
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, rows in table.sort_values("batch").groupby("arm"):
+    axes = [c for c in AXES if c in table.columns]  # swept besides norm and batch: one line per value
+    for key, rows in table.sort_values("batch").groupby(["arm", *axes], dropna=False):
+        name = line_name(key[0], {k: v for k, v in zip(axes, key[1:]) if not pd.isna(v)})
         ax.errorbar(rows["batch"], rows[col], yerr=rows[f"{metric} std"].fillna(0), marker="o", capsize=3, label=name)
     ax.set_xscale("log", base=2)
     batches = sorted(table["batch"].unique())
@@ -55,16 +57,22 @@ def batch_stat_gap(table: pd.DataFrame, out: Path, title: str) -> Path | None:
     return _save(fig, out)
 
 
-def training_curves(runs: list[dict], metric: str, out: Path, title: str) -> Path | None:
-    """``metric`` per epoch, one panel per batch size, one line per arm (seeds averaged)."""
-    frames = []
+def curve_table(runs: list[dict], metric: str) -> pd.DataFrame | None:
+    """``metric`` per epoch of every run, labelled by its line (arm and swept values) and batch."""
+    axes, frames = varied_axes(runs), []
     for r in runs:
         df = curves(r)
         if df is not None and metric in df and "epoch" in df:
-            frames.append(df[["epoch", metric]].dropna().assign(arm=arm(r), batch=r.get("batch")))
-    if not frames:
+            name = line_name(arm(r), {k: lookup(r.get("config", {}), k) for k in axes})
+            frames.append(df[["epoch", metric]].dropna().assign(arm=name, batch=r.get("batch")))
+    return pd.concat(frames) if frames else None
+
+
+def training_curves(runs: list[dict], metric: str, out: Path, title: str) -> Path | None:
+    """``metric`` per epoch, one panel per batch size, one line per arm and swept value (seeds averaged)."""
+    data = curve_table(runs, metric)
+    if data is None:
         return None
-    data = pd.concat(frames)
     batches = sorted(data["batch"].unique())
     fig, axes = plt.subplots(1, len(batches), figsize=(4 * len(batches), 3.5), squeeze=False, sharey=True)
     for ax, b in zip(axes[0], batches):

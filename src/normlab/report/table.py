@@ -25,6 +25,11 @@ def arm(run: dict) -> str:
     return f"{run.get('norm')}{'+ws' if lookup(config, 'model.ws') else ''}"
 
 
+def line_name(arm_name: str, values: dict) -> str:
+    """A plot line's label: the arm and the values of the swept axes, e.g. ``group+ws num_groups=4``."""
+    return " ".join([arm_name, *(f"{k.split('.')[-1]}={v}" for k, v in values.items() if v is not None)])
+
+
 def varied_axes(runs: list[dict]) -> list[str]:
     # A key only some runs have (num_groups of GroupNorm runs beside BatchNorm ones) is not an axis.
     values = {k: {str(lookup(r.get("config", {}), k)) for r in runs} - {"None"} for k in AXES}
