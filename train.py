@@ -2,6 +2,7 @@
 
     python train.py                                   # ResNet-20 + BatchNorm on offline MNIST
     python train.py norm=group data.batch=2
+    python train.py trainer=ddp_cpu data.batch=4      # DDP over 2 CPU processes: global batch 8
     python train.py -m norm=batch,group data.batch=2,4,8,16,32
     python train.py --cfg job                         # print the composed config
     python train.py resume=logs/runs/<run>            # continue a killed run where it stopped
@@ -37,6 +38,12 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    from normlab import ddp
+
+    if (rank_config := ddp.handed_over()) is not None:  # a DDP rank Lightning started: rank 0's config, no Hydra
+        sys.exit(ddp.run_rank(rank_config))
+    ddp.mark_entry_point()  # Lightning's DDP may start its other ranks by running this script again
+
     from normlab.errors import ConfigError
     from normlab.resume import resume_argv
 

@@ -23,7 +23,7 @@ from normlab.run import train
 
 # Norms whose statistics span the token axis: in training a token sees later tokens through them.
 MIXES_IN_TRAIN = {"batch", "bln", "instance", "batch_renorm", "ghost_batch", "frn", "evonorm_b0", "switchable",
-                  "batch_instance", "cond_instance"}
+                  "batch_instance", "cond_instance", "sync_batch"}
 FAST = ["task=lm", "debug=fast_dev_run", "data.batch=4", "data.eval_batch=4", "task.sample.num=2",
         "task.sample.chars=16", "threads=1"]  # one thread: a tiny model gains nothing from two on a busy machine
 
@@ -68,7 +68,7 @@ def test_every_norm_reduces_over_its_documented_token_axes(name):
             mu, var = _stats(per_token, -1)
             torch.testing.assert_close(mu, torch.zeros_like(mu), atol=1e-4, rtol=0)
             torch.testing.assert_close(var, torch.ones_like(var), atol=1e-3, rtol=0)
-    elif name in ("batch", "instance", "batch_renorm", "ghost_batch", "batch_instance", "cond_instance"):
+    elif name in ("batch", "instance", "batch_renorm", "ghost_batch", "batch_instance", "cond_instance", "sync_batch"):
         # At initialisation batch_renorm (warm-up), ghost_batch (N < virtual_batch) and batch_instance
         # (rho = 1) are BatchNorm, and cond_instance is InstanceNorm.
         batch_like = name not in ("instance", "cond_instance")

@@ -291,7 +291,8 @@ def test_a_norm_is_refused_for_a_layout_it_does_not_support(monkeypatch, compose
 
 # --- callbacks ----------------------------------------------------------------------------
 
-BATCH_LIKE = ["batch", "bln", "batch_renorm", "ghost_batch", "evonorm_b0", "switchable", "batch_instance"]
+BATCH_LIKE = ["batch", "bln", "batch_renorm", "ghost_batch", "evonorm_b0", "switchable", "batch_instance",
+              "sync_batch"]
 
 
 def test_every_batch_dependent_norm_with_running_statistics_is_in_the_list():

@@ -14,15 +14,27 @@ class Throughput(L.Callback):
     """Training samples per second (and tokens per second for sequence tasks), one number per epoch.
 
     Counts from tensor shapes (host-side metadata, no device sync), and times the epoch as a
-    whole, so it costs nothing per step. A task whose targets are token sequences sets
+    whole, so it costs nothing per step. Validation inside the epoch (Lightning runs it before
+    the epoch ends) is left out of the time. A task whose targets are token sequences sets
     ``counts_tokens = True`` on its LightningModule to get ``train/tokens_per_s`` too.
     """
+
+    def __init__(self):
+        self.t0 = self.paused = None
 
     def on_train_start(self, trainer, pl_module):
         self.on_train_epoch_start(trainer, pl_module)  # a run resumed mid-epoch skips the epoch-start hook
 
     def on_train_epoch_start(self, trainer, pl_module):
         self.t0, self.samples, self.tokens = time.perf_counter(), 0, 0
+
+    def on_validation_start(self, trainer, pl_module):
+        self.paused = time.perf_counter()
+
+    def on_validation_end(self, trainer, pl_module):
+        if self.t0 is not None and self.paused is not None:
+            self.t0 += time.perf_counter() - self.paused  # the epoch's clock stood still meanwhile
+        self.paused = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.samples += len(batch[-1])

@@ -139,8 +139,9 @@ def check_trainer(cfg: DictConfig) -> None:
     if t.get("log_every_n_steps") is not None:
         _count(t.log_every_n_steps, "trainer.log_every_n_steps", "a number of steps")
     if t.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
+        cpu = "trainer=ddp_cpu (DDP over CPU processes)" if "ddp" in str(t.get("strategy")) else "trainer=cpu"
         raise ConfigError(f"trainer.accelerator={t.accelerator}, but torch sees no GPU on this machine. "
-                          f"Fix: use trainer=cpu (or run on a machine with a CUDA GPU).")
+                          f"Fix: use {cpu} (or run on a machine with a CUDA GPU).")
 
 
 def check_logger(cfg: DictConfig) -> None:

@@ -68,6 +68,11 @@ class ImageDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         batches = self._batches(self.splits.train, self.batch, train=True)
+        if len(batches) == 0:  # else Lightning trains no step, silently
+            per_device = len(self.splits.train) // batches.world
+            raise ConfigError(f"data.batch={self.batch} is more than the {per_device} training images each of the "
+                              f"{batches.world} device(s) gets, so training would take no step. Fix: set data.batch "
+                              f"to at most {per_device}, use more training images (data.subset), or fewer devices.")
         if batches.dropped() and not self._said_dropped:
             self._said_dropped = True  # once per run, not once per epoch
             log.info("training leaves out the last partial batch of every epoch: %d of %d images per device "
@@ -82,8 +87,12 @@ class ImageDataModule(L.LightningDataModule):
         return self._batches(self.splits.test, self.eval_batch, train=False)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        return self.prepare(batch, train=self.trainer is not None and self.trainer.training)
+
+    def prepare(self, batch, train: bool):
+        """A uint8 batch on its device -> augmented (in training) and standardized float images."""
         x, y = batch
-        if self.trainer is not None and self.trainer.training:
+        if train:
             x = augment(x, self.crop_pad, self.flip)
         x = (x.float().div_(255) - self.mean.to(x.device)) / self.std.to(x.device)
         if self.channels_last:

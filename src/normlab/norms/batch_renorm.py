@@ -27,17 +27,22 @@ it is saved in checkpoints, and tools that save and restore it (``batch_statisti
 Deviation, on purpose: Algorithm 1 keeps a moving average of sigma_B; here the running
 variance is kept as BatchNorm keeps it (unbiased, ``running.py``) and sigma is derived from
 it, so eval mode is exactly BatchNorm's and PreciseBN re-estimates this layer like any other.
+
+Implementation: the batch statistics from ``torch.var_mean``, or for large inputs from
+``fused.py`` (per-(sample, channel) moments pooled over the samples, one pass each way); r, d,
+gamma and beta are folded into one scale and shift per channel.
 """
 
 from __future__ import annotations
 
-import math
+import functools
 
 import torch
 import torch.nn.functional as F
 
+from normlab.norms.fused import normalize, pool, use_fused
 from normlab.norms.layer import AffineNorm
-from normlab.norms.layout import batch_dims, check_input, per_channel
+from normlab.norms.layout import batch_dims, check_input, instance_dims
 from normlab.norms.precision import upcast
 from normlab.norms.running import add_running_stats, update_running
 
@@ -82,22 +87,35 @@ class BatchRenorm(AffineNorm):
             rows = x.reshape(-1, x.shape[-1]) if self.layout == "nlc" else x
             y = F.batch_norm(rows, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
             return y.view_as(x)
-        dims = batch_dims(x, self.layout)
-        var, mu = torch.var_mean(upcast(x), dims, correction=0)  # (C,) each, one pass over x
+        count = x.numel() // self.num_channels  # values per channel
+        if not use_fused(x):
+            var, mu = torch.var_mean(upcast(x), batch_dims(x, self.layout), correction=0, keepdim=True)
+            scale, shift = self._coeffs(count, mu, var, self.weight, self.bias)
+            return torch.addcmul(shift, x, scale).to(x.dtype)
+        # Large inputs: images' per-(sample, channel) moments pooled over the samples, tokens'
+        # over the (N*L) rows; one pass over x and one back (fused.py), the rest on (C,) vectors.
+        dims = instance_dims(x, "nchw") if self.layout == "nchw" else (0, 1)
+        return normalize(x, dims, functools.partial(self._coeffs, count), self.weight, self.bias)
+
+    def _coeffs(self, count, mean, var, weight, bias):
+        shape = (1, mean.shape[1]) + mean.shape[2:] if self.layout == "nchw" else mean.shape
+        if mean.shape != shape:
+            mean, var = pool(mean, var, (0,))  # the batch's statistics, from each sample's
+        mu, var = mean.flatten(), var.flatten()  # (C,)
         std = torch.sqrt(var + self.eps)
         with torch.no_grad():
             sigma = torch.sqrt(self.running_var + self.eps)
             r_max, d_max = self.limits()
             r = (std / sigma).clamp(1 / r_max, r_max)
             d = ((mu - self.running_mean) / sigma).clamp(-d_max, d_max)
-            update_running(self, mu, var, math.prod(x.shape[i] for i in dims))  # after r and d use the old ones
+            update_running(self, mu, var, count)  # after r and d used the old ones
             self.num_batches_tracked += 1
         # (x - mu) / std * r + d, then gamma and beta, folded into one scale and shift per channel.
         scale = r / std
         shift = d - mu * scale
-        if self.weight is not None:
-            scale, shift = self.weight * scale, torch.addcmul(self.bias, self.weight, shift)
-        return torch.addcmul(per_channel(shift, x, self.layout), x, per_channel(scale, x, self.layout)).to(x.dtype)
+        if weight is not None:
+            scale, shift = weight * scale, torch.addcmul(bias, weight, shift)
+        return scale.view(shape), shift.view(shape)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", r_max={self.r_max}, d_max={self.d_max}"

@@ -17,10 +17,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from normlab.norms.fused import moments
 from normlab.norms.group import resolve_groups
 from normlab.norms.layer import AffineNorm
 from normlab.norms.layout import check_input, per_channel
-from normlab.norms.precision import upcast
 
 
 class EvoNormS0(AffineNorm):
@@ -47,10 +47,17 @@ class EvoNormS0(AffineNorm):
             grouped_shape = (*x.shape[:-1], g, self.num_channels // g)  # (N, L, G, C/G)
         else:
             grouped_shape = (x.shape[0], g, -1)  # (N, G, C/G * H * W)
-        var = upcast(x).reshape(grouped_shape).var(-1, correction=0, keepdim=True)
+        _, var = moments(x.reshape(grouped_shape), (-1,))  # fp32, one pass each way (fused.py)
         v1 = per_channel(self.v1, x, self.layout)
         swish = x * torch.sigmoid(x * v1)
-        y = (swish.reshape(grouped_shape) * torch.rsqrt(var + self.eps)).view_as(x)
+        rstd = torch.rsqrt(var + self.eps)
+        if self.layout == "nchw":  # 1/std and gamma as one factor per (sample, channel): one pass, not two
+            scale = rstd.repeat_interleave(self.num_channels // g, dim=1).view(x.shape[0], -1, *[1] * (x.dim() - 2))
+            if self.weight is None:
+                return (swish * scale).to(x.dtype)
+            gamma, beta = per_channel(self.weight, x, self.layout), per_channel(self.bias, x, self.layout)
+            return torch.addcmul(beta, swish, scale * gamma).to(x.dtype)
+        y = (swish.reshape(grouped_shape) * rstd).view_as(x)
         if self.weight is not None:
             y = torch.addcmul(per_channel(self.bias, x, self.layout), y, per_channel(self.weight, x, self.layout))
         return y.to(x.dtype)

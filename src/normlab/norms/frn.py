@@ -28,6 +28,7 @@ import math
 import torch
 from torch import nn
 
+from normlab.norms.fused import normalize, use_fused
 from normlab.norms.layer import AffineNorm
 from normlab.norms.layout import check_input, instance_dims, per_channel
 from normlab.norms.precision import upcast
@@ -52,16 +53,31 @@ class FilterResponseNorm(AffineNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.layout, self.num_channels, "FilterResponseNorm")
+        if not use_fused(x):
+            return self._composite(x)
+        # Large inputs: the statistics, gamma x / nu + beta and the TLU in one pass forward and
+        # one backward (fused.py); through autograd the max alone cost more than the rest of the layer.
+        return normalize(x, instance_dims(x, self.layout), self._coeffs, self.weight, self.bias, self.eps_l,
+                         floor=per_channel(self.tau, x, self.layout))
+
+    def _composite(self, x: torch.Tensor) -> torch.Tensor:
         dims = instance_dims(x, self.layout)
-        count = math.prod(x.shape[d] for d in dims)
-        # ||x||^2 / n in one fused reduction, without materialising x^2.
-        nu2 = torch.linalg.vector_norm(upcast(x), dim=dims, keepdim=True).square() / count  # (N, C, 1, 1) or (N, 1, C)
-        eps = self.eps if self.eps_l is None else self.eps + per_channel(self.eps_l.abs(), x, self.layout)
-        scale = torch.rsqrt(nu2 + eps)
-        if self.weight is not None:
-            scale = scale * per_channel(self.weight, x, self.layout)
-        y = x * scale if self.bias is None else torch.addcmul(per_channel(self.bias, x, self.layout), x, scale)
+        # ||x||^2 / n in one reduction, without materialising x^2; then the same coefficients.
+        nu2 = torch.linalg.vector_norm(upcast(x), dim=dims, keepdim=True).square() / math.prod(x.shape[d] for d in dims)
+        scale, shift = self._factors(nu2, self.weight, self.bias, self.eps_l)
+        y = x * scale if shift is None else torch.addcmul(shift, x, scale)
         return torch.maximum(y, per_channel(self.tau, x, self.layout)).to(x.dtype)
+
+    def _coeffs(self, mean, var, weight, bias, eps_l):
+        return self._factors(var + mean.square(), weight, bias, eps_l)  # nu^2 = mean(x^2) = var + mean^2
+
+    def _factors(self, nu2, weight, bias, eps_l):
+        """gamma / sqrt(nu^2 + eps) and beta, per sample and channel: (N, C, 1, 1) or (N, 1, C)."""
+        eps = self.eps if eps_l is None else self.eps + per_channel(eps_l.abs(), nu2, self.layout)
+        scale = torch.rsqrt(nu2 + eps)
+        if weight is not None:
+            scale = scale * per_channel(weight, nu2, self.layout)
+        return scale, per_channel(bias, nu2, self.layout)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", learnable_eps={self.eps_l is not None}"

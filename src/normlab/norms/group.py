@@ -58,9 +58,16 @@ class GroupNorm(nn.GroupNorm):
         per_group = self.num_channels // self.num_groups * (spatial_size(x, "nchw") if self.layout == "nchw" else 1)
         check_statistics(x, per_group, "GroupNorm", self.axes[self.layout])
         if self.layout == "nlc":
-            # (N, L, C) -> (N*L, C) is a view; each row is one token's channels.
-            y = F.group_norm(x.reshape(-1, x.shape[-1]), self.num_groups, self.weight, self.bias, self.eps)
-            return y.view_as(x)
+            # Tokens: LayerNorm's kernel over each group's C/G channels (a view), not GroupNorm's
+            # on the (N*L, C) rows, whose backward is slow for rows this short: forward + backward
+            # of 32x128x256 tokens took 15 ms with it, 2.3 ms with LayerNorm for one group and
+            # 7.9 ms for eight plus the per-channel affine (measured 2026-11-23, one CPU thread).
+            if self.num_groups == 1:
+                return F.layer_norm(x, (self.num_channels,), self.weight, self.bias, self.eps)
+            size = self.num_channels // self.num_groups
+            y = F.layer_norm(x.reshape(*x.shape[:-1], self.num_groups, size), (size,), None, None, self.eps)
+            y = y.view_as(x)
+            return y if self.weight is None else torch.addcmul(self.bias, y, self.weight).to(x.dtype)
         return super().forward(x)
 
     def extra_repr(self) -> str:

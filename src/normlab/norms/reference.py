@@ -258,4 +258,5 @@ REFERENCE = {
     "batch_renorm": batch_renorm, "ghost_batch": ghost_batch, "frn": frn, "evonorm_b0": evonorm_b0,
     "evonorm_s0": evonorm_s0, "switchable": switchable, "layer2d": layer2d, "group1": group,
     "batch_instance": batch_instance, "cond_instance": cond_instance,
+    "sync_batch": batch,  # on one process: BatchNorm over its batch
 }

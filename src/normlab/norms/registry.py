@@ -33,6 +33,7 @@ from normlab.norms.layout import LAYOUTS, check_batch_statistics, check_layout
 from normlab.norms.none import NoNorm
 from normlab.norms.rms import RMSNorm
 from normlab.norms.switchable import SwitchableNorm
+from normlab.norms.sync_batch import SyncBatchNorm
 
 NORMS: dict[str, type[nn.Module]] = {
     "batch": BatchNorm,
@@ -52,6 +53,7 @@ NORMS: dict[str, type[nn.Module]] = {
     "group1": GroupNorm1,
     "batch_instance": BatchInstanceNorm,
     "cond_instance": CondInstanceNorm,
+    "sync_batch": SyncBatchNorm,
 }
 
 NormLayer = Callable[[int], nn.Module]

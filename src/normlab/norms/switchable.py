@@ -23,14 +23,15 @@ which ``MixingWeights`` (``normlab.norm_callbacks``) logs at the end of every ep
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 from torch import nn
 
+from normlab.norms.fused import moments, normalize, pool, use_fused
 from normlab.norms.layer import AffineNorm
 from normlab.norms.layout import check_input, instance_dims, per_channel
-from normlab.norms.precision import upcast
 from normlab.norms.running import add_running_stats, update_running
 
 PARTS = ("in", "ln", "bn")
@@ -63,13 +64,21 @@ class SwitchableNorm(AffineNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.layout, self.num_channels, "SwitchableNorm")
+        if self.layout == "nchw" and use_fused(x):
+            # Large images: the three parts' statistics from the per-(sample, channel) moments,
+            # one pass over x, and one scale and shift per (sample, channel) (fused.py): 8x native
+            # GroupNorm through autograd at 32x64x32x32 (measured 2026-11-23), about 2x this way.
+            coeffs = functools.partial(self._coeffs, x.numel() // self.num_channels)  # values per channel
+            return normalize(x, instance_dims(x, "nchw"), coeffs, self.mean_weight, self.var_weight,
+                             self.weight, self.bias)
         channel_dim = -1 if self.layout == "nlc" else 1
         dims = instance_dims(x, self.layout)
-        xs = upcast(x)  # statistics in fp32: E[x^2] - mu^2 below would cancel badly in bf16
-        var_in, mu_in = torch.var_mean(xs, dims, correction=0, keepdim=True)  # (N, C, 1, 1) or (N, 1, C)
+        # Statistics in fp32 (E[x^2] - mu^2 below would cancel badly in bf16), through fused.py's
+        # moments: torch.var_mean took 12-15 ms on a 32x128x256 input, two passes 1.1 ms.
+        mu_in, var_in = moments(x, dims)  # (N, C, 1, 1) or (N, 1, C)
         square_in = var_in + mu_in**2  # E[x^2] per sample and channel
         if self.layout == "nlc":
-            var_ln, mu_ln = torch.var_mean(xs, -1, correction=0, keepdim=True)  # (N, L, 1)
+            mu_ln, var_ln = moments(x, (-1,))  # (N, L, 1)
         else:
             mu_ln = mu_in.mean(channel_dim, keepdim=True)  # (N, 1, 1, 1)
             var_ln = square_in.mean(channel_dim, keepdim=True) - mu_ln**2
@@ -91,3 +100,18 @@ class SwitchableNorm(AffineNorm):
         if self.bias is not None:
             shift = shift + per_channel(self.bias, x, self.layout)
         return torch.addcmul(shift, x, scale).to(x.dtype)
+
+    def _coeffs(self, count, mean, var, mean_weight, var_weight, weight, bias):
+        mu_ln, var_ln = pool(mean, var, (1,))  # (N, 1, 1, 1); mean, var: IN's (N, C, 1, 1)
+        if self.training:
+            mu_bn, var_bn = pool(mean, var, (0,))  # (1, C, 1, 1)
+            update_running(self, mu_bn.flatten(), var_bn.flatten(), count)
+        else:
+            mu_bn, var_bn = per_channel(self.running_mean, mean, "nchw"), per_channel(self.running_var, mean, "nchw")
+        wm, wv = torch.softmax(mean_weight, 0), torch.softmax(var_weight, 0)
+        mu = wm[0] * mean + wm[1] * mu_ln + wm[2] * mu_bn
+        scale = torch.rsqrt(wv[0] * var + wv[1] * var_ln + wv[2] * var_bn + self.eps)
+        if weight is not None:
+            scale = scale * per_channel(weight, mean, "nchw")
+        shift = -mu * scale
+        return scale, shift if bias is None else shift + per_channel(bias, mean, "nchw")

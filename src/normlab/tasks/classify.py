@@ -9,6 +9,7 @@ from torch import nn
 
 from normlab.chunks import split_batch
 from normlab.tasks import optim
+from normlab.tasks.train_metrics import TrainMetrics
 
 
 class ImageClassifier(L.LightningModule):
@@ -16,6 +17,7 @@ class ImageClassifier(L.LightningModule):
         super().__init__()
         self.model, self.optim_cfg = model, optim_cfg
         self.batch_size, self.global_batch = batch_size, global_batch  # per device, and over all devices
+        self.train_metrics = TrainMetrics(per_step=("loss",))  # train/loss per step and epoch, train/err per epoch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -30,16 +32,18 @@ class ImageClassifier(L.LightningModule):
     def _step(self, batch, stage: str) -> torch.Tensor:
         metrics = self.evaluate(self.model, batch)
         loss, err, y = metrics["loss"], metrics["err"], batch[1]
-        on_step = stage == "train"
-        # Logged tensors stay on the device; Lightning reads them only every log_every_n_steps.
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, batch_size=len(y), sync_dist=not on_step,
-                 prog_bar=on_step)
-        self.log(f"{stage}/err", err, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=not on_step,
-                 prog_bar=stage == "val")
+        self.log(f"{stage}/loss", loss, on_epoch=True, batch_size=len(y), sync_dist=True)
+        self.log(f"{stage}/err", err, on_epoch=True, batch_size=len(y), sync_dist=True, prog_bar=stage == "val")
         return loss
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
+        metrics = self.evaluate(self.model, batch)
+        # Sums on the device, self.log only every log_every_n_steps (train_metrics.py): no per-step cost.
+        self.train_metrics.update(self, metrics, n=len(batch[1]))
+        return metrics["loss"]
+
+    def on_train_epoch_end(self):
+        self.train_metrics.log_epoch(self)
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")

@@ -24,6 +24,7 @@ from torch import nn
 
 from normlab.tasks import optim
 from normlab.tasks.samples import TextSamples
+from normlab.tasks.train_metrics import TrainMetrics
 
 
 class LanguageModel(L.LightningModule):
@@ -32,24 +33,33 @@ class LanguageModel(L.LightningModule):
     def __init__(self, model: nn.Module, optim_cfg: dict, global_batch: int, samples: TextSamples | None = None):
         super().__init__()
         self.model, self.optim_cfg, self.global_batch, self.samples = model, optim_cfg, global_batch, samples
+        self.train_metrics = TrainMetrics(per_step=("loss",))  # train/loss per step and epoch; train/bpc from it
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.model(idx)
 
-    def _step(self, batch, stage: str) -> torch.Tensor:
+    def loss(self, batch) -> torch.Tensor:
         x, y = batch  # (B, T) inputs, (B, T) next characters
         logits = self(x)  # (B, T, vocab)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
-        on_step = stage == "train"
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten())
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        loss, n = self.loss(batch), len(batch[1])
         # Every batch has B x T characters, so the batch-size-weighted epoch mean is per character.
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, batch_size=len(y), sync_dist=not on_step,
-                 prog_bar=True)
-        self.log(f"{stage}/bpc", loss / math.log(2), on_step=False, on_epoch=True, batch_size=len(y),
-                 sync_dist=not on_step)
+        self.log(f"{stage}/loss", loss, on_epoch=True, batch_size=n, sync_dist=True, prog_bar=True)
+        self.log(f"{stage}/bpc", loss / math.log(2), on_epoch=True, batch_size=n, sync_dist=True)
         return loss
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
+        loss = self.loss(batch)
+        # Sums on the device, self.log only every log_every_n_steps (train_metrics.py): no per-step cost.
+        self.train_metrics.update(self, {"loss": loss}, n=len(batch[1]))
+        return loss
+
+    def on_train_epoch_end(self):
+        means = self.train_metrics.log_epoch(self)
+        if "loss" in means:
+            self.log("train/bpc", means["loss"] / math.log(2))
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
@@ -63,7 +73,8 @@ class LanguageModel(L.LightningModule):
         params = [p for p in self.parameters() if p.requires_grad]
         groups = [{"params": [p for p in params if p.dim() >= 2]},
                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        opt = optim.build_optimizer(groups, self.optim_cfg, optim.scaled_lr(self.optim_cfg, self.global_batch))
+        opt = optim.build_optimizer(groups, self.optim_cfg, optim.scaled_lr(self.optim_cfg, self.global_batch),
+                                   fused=optim.can_fuse(self.trainer))
         sched = optim.warmup_cosine(opt, self.trainer.estimated_stepping_batches, self.optim_cfg.get("warmup", 0.0),
                                     self.optim_cfg.get("min_lr_ratio", 0.0))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

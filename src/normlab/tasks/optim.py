@@ -23,16 +23,41 @@ def scaled_lr(optim_cfg: dict, global_batch: int) -> float:
     raise ConfigError(f"unknown lr_scaling '{rule}'. Fix: set task.optim.lr_scaling to linear or none.")
 
 
-def build_optimizer(params, optim_cfg: dict, lr: float) -> torch.optim.Optimizer:
+# Devices with fused SGD and AdamW kernels (torch >= 2.4).
+FUSED_DEVICES = ("cpu", "cuda")
+
+
+def can_fuse(trainer) -> bool:
+    """Whether Lightning accepts a fused optimizer: with mixed precision it refuses gradient
+    clipping for optimizers that unscale gradients themselves, and fused ones declare they do."""
+    return not (trainer.gradient_clip_val and "mixed" in str(trainer.precision))
+
+
+def kernels(params: list, fused: bool) -> dict:
+    """One fused kernel for all parameters where allowed, else torch's multi-tensor loop.
+
+    torch's default on a CPU is a Python loop over the parameters: the SGD step of ResNet-20
+    took 3.3 ms, with ``foreach`` 1.2 ms and ``fused`` 0.35 ms; AdamW 9.0, 3.6 and 1.3 ms
+    (measured 2026-11-23, one thread). At batch 2 a whole training step takes about 27 ms.
+    """
+    tensors = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
+    if fused and tensors and all(p.device.type in FUSED_DEVICES and p.is_floating_point() for p in tensors):
+        return {"fused": True}
+    return {"foreach": True}
+
+
+def build_optimizer(params, optim_cfg: dict, lr: float, fused: bool = False) -> torch.optim.Optimizer:
+    params = list(params)  # parameters or groups of them; looked at for their devices, then handed on
     name = optim_cfg["name"]
     if name == "sgd":
         return torch.optim.SGD(
             params, lr, momentum=optim_cfg.get("momentum", 0.9), nesterov=optim_cfg.get("nesterov", True),
-            weight_decay=optim_cfg.get("weight_decay", 0.0),
+            weight_decay=optim_cfg.get("weight_decay", 0.0), **kernels(params, fused),
         )
     if name == "adamw":
         return torch.optim.AdamW(
-            params, lr, betas=tuple(optim_cfg.get("betas", (0.9, 0.999))), weight_decay=optim_cfg.get("weight_decay", 0.0)
+            params, lr, betas=tuple(optim_cfg.get("betas", (0.9, 0.999))),
+            weight_decay=optim_cfg.get("weight_decay", 0.0), **kernels(params, fused),
         )
     raise ConfigError(f"unknown optimizer '{name}'. Fix: set task.optim.name to sgd or adamw.")
 
@@ -67,7 +92,7 @@ def param_groups(module: torch.nn.Module) -> list[dict]:
 
 def configure(model: torch.nn.Module, trainer, optim_cfg: dict, global_batch: int) -> dict:
     """What a LightningModule's ``configure_optimizers`` returns: optimizer plus per-step schedule."""
-    opt = build_optimizer(param_groups(model), optim_cfg, scaled_lr(optim_cfg, global_batch))
+    opt = build_optimizer(param_groups(model), optim_cfg, scaled_lr(optim_cfg, global_batch), fused=can_fuse(trainer))
     sched = warmup_cosine(opt, trainer.estimated_stepping_batches, optim_cfg.get("warmup", 0.0),
                           optim_cfg.get("min_lr_ratio", 0.0))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

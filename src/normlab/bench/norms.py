@@ -1,0 +1,302 @@
+"""Forward + backward time of every registered norm, and its distance to the best on this machine.
+
+For each norm and layout, on the same activations and in the same rounds (a busy machine then
+slows every variant alike), one forward and one backward pass, in training mode, of:
+
+- ``normlab``: the layer ``build_norm`` returns;
+- ``native``: PyTorch's own layer for the same function (``native.py``), where there is one;
+- ``reference``: the paper's formula as ``norms/reference.py`` writes it, one tensor op per
+  line: what a naive layer costs;
+- ``compiled``: the normlab layer through ``torch.compile`` (inductor's generated, fused kernels);
+- the yardsticks: native BatchNorm2d (images) or LayerNorm (tokens), native GroupNorm, and a
+  plain copy of the activation.
+
+Bandwidth counts the least traffic any implementation needs: x read and y written forward,
+x and dy read and dx written backward, five activation-sized tensors (parameters and
+statistics are negligible). Divided by the time, and compared with the copy (one read, one
+write) of the same tensor on the same machine, it says how far a norm is from the memory limit.
+
+    python scripts/bench_norms.py                 # defaults: 32x64x32x32 images, 32x128x256 tokens
+    python scripts/bench_norms.py --quick         # tiny tensors, no compile: a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from normlab.bench.native import native
+from normlab.bench.report import fmt, markdown, median, warn_if_busy, write_report
+from normlab.errors import ConfigError
+from normlab.norms import NORMS, build_norm, supports
+from normlab.norms.reference import REFERENCE
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+NATIVE_TARGET = 1.05  # a norm with a native layer: at most this much slower than it
+CUSTOM_TARGET = 2.0  # a norm without one: at most this many times native GroupNorm
+TRAFFIC = 5  # activation-sized tensors a forward + backward must move at least (see the docstring)
+
+
+class Formula(nn.Module):
+    """A reference formula as a module: the layer's parameters, the formula's ops."""
+
+    def __init__(self, name: str, layer: nn.Module):
+        super().__init__()
+        self.fn, self.layer = REFERENCE[name], layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(self.layer, x)
+
+
+class Copy(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+
+@dataclass
+class Case:
+    layout: str
+    shape: tuple[int, ...]
+    device: str
+    dtype: str
+
+    @property
+    def channels(self) -> int:
+        return self.shape[1] if self.layout == "nchw" else self.shape[-1]
+
+    @property
+    def label(self) -> str:
+        return f"{self.layout} {'x'.join(map(str, self.shape))} {self.dtype} {self.device}"
+
+
+@dataclass
+class Row:
+    norm: str
+    case: Case
+    ms: dict[str, float] = field(default_factory=dict)  # variant -> median time
+    rounds: dict[str, list[float]] = field(default_factory=dict)  # variant -> time in each round (nan: not timed)
+    bytes_moved: int = 0  # the least traffic of a forward + backward (TRAFFIC activations)
+    x_bytes: int = 0  # one activation
+    note: str = ""
+
+    def ratio(self, a: str, b: str) -> float:
+        """Median over rounds of a's time over b's in the same round: paired, so that a slow spell of
+        a busy machine, which lasts seconds and hits the variants of a few rounds, cancels."""
+        if a not in self.rounds or b not in self.rounds:
+            return math.nan
+        return median(x / y for x, y in zip(self.rounds[a], self.rounds[b]) if math.isfinite(x / y))
+
+    @property
+    def gbps(self) -> float:
+        return self.bytes_moved / self.ms.get("normlab", math.nan) / 1e6
+
+    @property
+    def copy_gbps(self) -> float:  # one read and one write of the activation
+        return 2 * self.x_bytes / self.ms.get("copy", math.nan) / 1e6
+
+    def target(self) -> tuple[str, bool | None]:
+        """Which target the norm is held to, and whether it meets it (None: no target)."""
+        if self.norm == "none":
+            return "-", None
+        if "native" in self.ms:
+            ratio = self.ratio("normlab", "native")
+            return f"native <= {NATIVE_TARGET}", ratio <= NATIVE_TARGET
+        ratio = self.ratio("normlab", "gn")
+        return f"GN <= {CUSTOM_TARGET:g}", ratio <= CUSTOM_TARGET
+
+
+def fwd_bwd(module: nn.Module, x: torch.Tensor, autocast) -> tuple:
+    """A closure running one forward and one backward pass, and the bytes that moves at least."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    with autocast():
+        y = module(x)
+    dy = torch.randn_like(y)
+
+    def run():
+        with autocast():
+            out = module(x)
+        torch.autograd.grad(out, [x, *params], dy, allow_unused=True)
+
+    return run, x.numel() * (3 * x.element_size() + 2 * y.element_size())
+
+
+SLOW = ("reference",)  # 5-10x the others: timed in every third round only, to keep the run short
+
+
+def measure(runs: dict, rounds: int, sync, seconds: float = 0.0) -> dict[str, list[float]]:
+    """Milliseconds of each closure in each round; every round takes every closure once (the slow
+    ones every third round, nan in the others), in rotating order. At least ``rounds`` rounds,
+    more until about ``seconds`` of rounds: fast norms need many for their ratios to settle."""
+    one_round = 0.0
+    for k, fn in runs.items():  # warm-up: allocator, caches, lazy initialisation (and compilation)
+        fn()
+        sync()
+        t = time.perf_counter()
+        fn()
+        sync()
+        one_round += (time.perf_counter() - t) / (3 if k in SLOW else 1)
+    rounds = min(max(rounds, math.ceil(seconds / max(one_round, 1e-9))), 400)
+    names, times = list(runs), {k: [math.nan] * rounds for k in runs}
+    for r in range(rounds):
+        for k in names[r % len(names):] + names[: r % len(names)]:
+            if k in SLOW and r % 3:
+                continue
+            sync()
+            t = time.perf_counter()
+            runs[k]()
+            sync()
+            times[k][r] = (time.perf_counter() - t) * 1e3
+    return times
+
+
+def yardsticks(case: Case) -> dict[str, nn.Module]:
+    c, tokens = case.channels, case.layout == "nlc"
+    base = nn.LayerNorm(c) if tokens else nn.BatchNorm2d(c)
+    gn = build_norm("group", c, case.layout)  # GroupNorm's native kernel, on the token rows for tokens
+    return {"base": base, "gn": native("group", gn), "copy": Copy()}
+
+
+def bench_norm(name: str, case: Case, rounds: int, compile_: bool, seconds: float = 0.0) -> Row:
+    device, dtype = torch.device(case.device), DTYPES[case.dtype]
+    row = Row(name, case)
+    layer = build_norm(name, case.channels, case.layout).to(device).train()
+    modules = {"normlab": layer}
+    if (same := native(name, layer)) is not None:
+        modules["native"] = same.to(device)
+    modules["reference"] = Formula(name, copy.deepcopy(layer))
+    if compile_:
+        modules["compiled"] = torch.compile(copy.deepcopy(layer), dynamic=False)
+    modules.update({k: m.to(device).train() for k, m in yardsticks(case).items()})
+
+    x = torch.randn(case.shape, device=device).to(dtype).requires_grad_()
+    low = dtype != torch.float32
+    autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if low else contextlib.nullcontext
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    runs = {}
+    for k, m in modules.items():
+        try:
+            runs[k], nbytes = fwd_bwd(m, x, autocast)
+        except Exception as err:  # a variant that cannot run (a compiler failure): say so, time the rest
+            row.note += f"{k}: {type(err).__name__}: {str(err).splitlines()[0][:120]} "
+            continue
+        if k == "normlab":
+            row.bytes_moved, row.x_bytes = nbytes, x.numel() * x.element_size()
+    row.rounds = measure(runs, rounds, sync, seconds)
+    row.ms = {k: median(t for t in v if math.isfinite(t)) for k, v in row.rounds.items()}
+    return row
+
+
+def columns(case_nchw: bool) -> list[str]:
+    base = "BN2d" if case_nchw else "LN"
+    return ["norm", "normlab ms", "native ms", "reference ms", "compiled ms", "vs native", f"vs {base}",
+            "vs GN", "GB/s", "% of copy", "target"]
+
+
+def table(rows: list[Row]) -> str:
+    out = []
+    for label in dict.fromkeys(r.case.label for r in rows):
+        group = [r for r in rows if r.case.label == label]
+        body = []
+        for r in group:
+            target, ok = r.target()
+            body.append([
+                r.norm, fmt(r.ms.get("normlab"), 3), fmt(r.ms.get("native"), 3), fmt(r.ms.get("reference"), 3),
+                fmt(r.ms.get("compiled"), 3), fmt(r.ratio("normlab", "native")), fmt(r.ratio("normlab", "base")),
+                fmt(r.ratio("normlab", "gn")), fmt(r.gbps, 1), fmt(100 * r.gbps / r.copy_gbps, 0),
+                target if ok is None else f"{target}: {'ok' if ok else 'MISSED'}",
+            ])
+        copy_bw = median(r.copy_gbps for r in group)
+        out.append(f"**{label}** (copy: {fmt(copy_bw, 1)} GB/s, median over the rows)\n\n"
+                   + markdown(columns(group[0].case.layout == "nchw"), body))
+    return "\n\n".join(out)
+
+
+NOTES = [
+    "times: median milliseconds of one forward + backward pass in training mode (gradients of the input "
+    "and the parameters), every variant once per round, in rotating order (the reference every third round)",
+    "vs native / BN2d (LN) / GN: normlab's time over PyTorch's layer for the same function, over native "
+    "BatchNorm2d (images) or LayerNorm (tokens), over native GroupNorm, on the same tensor: the median of "
+    "the ratios within each round",
+    f"GB/s: {TRAFFIC} activation-sized tensors (x, y forward; x, dy, dx backward) over normlab's time; "
+    "% of copy: that over the bandwidth of copying the same tensor in the same rounds",
+    f"target: a norm with a native layer at most {NATIVE_TARGET}x it; one without at most {CUSTOM_TARGET:g}x "
+    "native GroupNorm",
+]
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--norms", nargs="+", default=None, help="registered norms to time (default: all)")
+    p.add_argument("--nchw", nargs=4, type=int, default=None, metavar=("N", "C", "H", "W"),
+                   help="image activations (default: 32 64 32 32, a ResNet stage)")
+    p.add_argument("--nlc", nargs=3, type=int, default=None, metavar=("N", "L", "C"),
+                   help="token activations (default: 32 128 256)")
+    p.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when there is one")
+    p.add_argument("--dtypes", nargs="+", default=None, choices=sorted(DTYPES),
+                   help="default: fp32 on the CPU, fp32 and bf16 (autocast) on CUDA")
+    p.add_argument("--rounds", type=int, default=None, help="timed rounds per norm, at least (default 25; --quick 2)")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="more rounds until about this long per norm and layout (default 2; --quick 0)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="also time torch.compile (default: on; off with --quick)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--quick", action="store_true", help="tiny tensors, 2 rounds, no compile: a smoke test")
+    p.add_argument("--out", default="logs/bench/norms.md", help="where the markdown table goes")
+    return p.parse_args(argv)
+
+
+def cases(args: argparse.Namespace) -> list[Case]:
+    nchw = tuple(args.nchw or ((4, 8, 6, 6) if args.quick else (32, 64, 32, 32)))
+    nlc = tuple(args.nlc or ((4, 6, 16) if args.quick else (32, 128, 256)))
+    devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    out = []
+    for device in devices:
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("--devices cuda, but torch sees no CUDA device. "
+                              "Fix: leave out cuda, or run on a GPU machine.")
+        for dtype in args.dtypes or (["fp32"] if device == "cpu" else ["fp32", "bf16"]):
+            out += [Case("nchw", nchw, device, dtype), Case("nlc", nlc, device, dtype)]
+    return out
+
+
+def run(args: argparse.Namespace) -> list[Row]:
+    names = args.norms or list(NORMS)
+    for name in names:
+        if name not in NORMS:
+            raise ConfigError(f"--norms {name}: no such norm. Fix: use registered names ({', '.join(NORMS)}).")
+    rounds = args.rounds or (2 if args.quick else 25)
+    args.seconds = args.seconds if args.seconds is not None else (0.0 if args.quick else 2.0)
+    compile_ = (not args.quick) if args.compile is None else args.compile
+    rows = []
+    for case in cases(args):
+        for name in names:
+            if supports(name, case.layout):
+                rows.append(bench_norm(name, case, rounds, compile_, args.seconds))
+                print(f"  {case.label:32s} {name:15s} " + "  ".join(f"{k} {v:.3f}" for k, v in rows[-1].ms.items())
+                      + (f"  [{rows[-1].note.strip()}]" if rows[-1].note else ""), flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    warn_if_busy(torch.get_num_threads(), "--threads 1")
+    torch.manual_seed(0)
+    rows = run(args)
+    text = table(rows)
+    notes = NOTES + [f"{r.norm} ({r.case.label}): {r.note.strip()}" for r in rows if r.note]
+    print("\n" + text + "\n\n" + "\n".join(f"- {n}" for n in notes))
+    path = write_report(args.out, "Norms: forward + backward", " ".join(["python scripts/bench_norms.py", *argv]),
+                        text, notes)
+    print(f"\nwritten to {path}")
+    return rows

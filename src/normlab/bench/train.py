@@ -1,0 +1,295 @@
+"""Training steps per second through normlab's Lightning path, against a hand-written PyTorch loop.
+
+For each configuration (task, norm, batch size), in one process, ``repeats`` times and in
+alternating order, ``steps`` training steps of:
+
+- ``hand``: the same model, data, augmentation, optimizer, schedule and gradient clipping in a
+  plain loop: next batch, augment, forward, loss, zero_grad, backward, step. Nothing else;
+- ``normlab``: what ``python train.py`` runs: loggers, the Trainer with normlab's callbacks and
+  progress bar, the LightningModule with its metrics, ``fit``.
+
+A step's time is the interval between the starts of two consecutive steps, so it holds
+everything a step costs (data, augmentation, forward, backward, optimizer, callbacks, logging);
+a run's figure is its median step after ``warmup`` steps, and the ratio normlab / hand is
+taken per repeat, then its median over repeats. ``cpu`` ratios use process time instead of
+wall time: on a machine busy with other work they move less.
+
+    python scripts/bench_train.py threads=1        # ResNet-20, BN and GN, batch 2, 8, 32; and task=lm
+    python scripts/bench_train.py --quick          # a few steps of each: a smoke test
+
+Runs log to CSV (``logger=csv``) unless a ``logger=`` override says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from normlab.bench.report import fmt, markdown, median, warn_if_busy, write_report
+from normlab.errors import ConfigError
+from normlab.loggers import build_loggers, finish_wandb
+from normlab.run import build_trainer
+from normlab.tasks import build_task
+from normlab.validate import check_config
+
+CONF = Path(__file__).resolve().parents[3] / "conf"
+DEFAULT_THREADS = torch.get_num_threads()
+RESNET_TARGET = 1.15  # normlab's step at batch 2 on the default ResNet: at most this many hand-written steps
+
+
+class StepClock:
+    """Wall and process time at the start of every training step."""
+
+    def __init__(self):
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def tick(self) -> None:
+        self.wall.append(time.perf_counter())
+        self.cpu.append(time.process_time())
+
+    def step(self, warmup: int) -> tuple[float, float]:
+        """Median seconds per step, wall and process time, after ``warmup`` steps."""
+        def per_step(t):
+            return median(b - a for a, b in zip(t[warmup:], t[warmup + 1:]))
+        return per_step(self.wall), per_step(self.cpu)
+
+
+@dataclass
+class Schedule:
+    """What ``configure_optimizers`` reads from a Trainer, for a loop without one."""
+
+    estimated_stepping_batches: int
+    gradient_clip_val: float | None
+    precision: str
+
+
+@dataclass
+class Result:
+    label: str
+    task: str
+    norm: str
+    batch: int
+    steps: int
+    hand: list[tuple[float, float]] = field(default_factory=list)  # (wall, cpu) seconds per step, per repeat
+    normlab: list[tuple[float, float]] = field(default_factory=list)
+
+    def ratios(self, i: int) -> list[float]:
+        return [n[i] / h[i] for h, n in zip(self.hand, self.normlab)]
+
+
+def compose(overrides: list[str], run_dir: str) -> DictConfig:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = hydra_compose("train", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = run_dir
+    return cfg
+
+
+def device_of(cfg: DictConfig) -> tuple[torch.device, contextlib.AbstractContextManager]:
+    """The device and autocast context the Trainer of ``cfg`` uses, for the hand-written loop."""
+    if cfg.trainer.get("devices", 1) not in (1, "1") or cfg.trainer.get("num_nodes", 1) != 1:
+        raise ConfigError("the training benchmark times one device. Fix: leave trainer.devices at 1 (no trainer=ddp).")
+    accelerator = cfg.trainer.accelerator
+    cuda = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda" if cuda else "cpu")
+    precision = str(cfg.trainer.precision)
+    if precision not in ("32-true", "32", "bf16-mixed"):
+        raise ConfigError(f"trainer.precision={precision} in the training benchmark. Fix: use 32-true or bf16-mixed.")
+    bf16 = precision == "bf16-mixed"
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    return device, autocast
+
+
+def endless(loader):
+    while True:
+        yield from loader
+
+
+def hand_loop(cfg: DictConfig, steps: int, clock: StepClock) -> None:
+    """The same model, data and optimizer as ``cfg``'s run, in the plainest PyTorch loop."""
+    L.seed_everything(cfg.seed, verbose=False)
+    module, data = build_task(cfg, 1)
+    device, autocast = device_of(cfg)
+    model = module.model.to(device).train()
+    module.trainer = Schedule(steps, cfg.trainer.get("gradient_clip_val"), str(cfg.trainer.precision))
+    optimizers = module.configure_optimizers()
+    module.trainer = None
+    opt, sched = optimizers["optimizer"], optimizers["lr_scheduler"]["scheduler"]
+    clip = cfg.trainer.get("gradient_clip_val")
+    if cfg.trainer.get("compile", False):
+        model = torch.compile(model)
+    images = cfg.task.name == "classify"
+    batches = endless(data.train_dataloader())
+    for _ in range(steps):
+        clock.tick()
+        x, y = (t.to(device, non_blocking=True) for t in next(batches))
+        if images:
+            x, y = data.prepare((x, y), train=True)  # crop, flip, standardize: what the Lightning path does
+        with autocast:
+            logits = model(x)  # (N, classes), or (B, T, vocab) for text
+            loss = F.cross_entropy(logits, y) if images else F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+        sched.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def lightning_run(cfg: DictConfig, clock: StepClock) -> None:
+    """What ``normlab.run.train`` does up to the end of ``fit`` (no test): loggers, Trainer, task, fit."""
+    check_config(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    run_dir = Path(cfg.paths.output_dir)
+    loggers = build_loggers(OmegaConf.to_container(cfg, resolve=True), run_dir)
+    try:
+        trainer = build_trainer(cfg, run_dir, loggers)
+        module, data = build_task(cfg, trainer.world_size)
+        # The LightningModule's own hook, called once per step: a callback would add Lightning's
+        # per-callback dispatch at every hook to normlab's side of the comparison.
+        module.on_train_batch_start = lambda batch, batch_idx: clock.tick()
+        if cfg.trainer.get("compile", False):
+            module.model = torch.compile(module.model)
+        trainer.fit(module, datamodule=data)
+    finally:
+        finish_wandb(failed=False)
+
+
+@contextlib.contextmanager
+def quiet():
+    """Lightning's banners, warnings and progress bar off the terminal (to /dev/null, as in a sweep's log)."""
+    levels = {name: logging.getLogger(name).level for name in ("lightning", "lightning.pytorch", "lightning.fabric")}
+    for name in levels:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
+        try:
+            yield
+        finally:
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
+
+
+def bench(label: str, overrides: list[str], steps: int, repeats: int, warmup: int) -> Result:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = compose(overrides, tmp)
+        result = Result(label, base.task.name, base.norm.name, base.data.batch, steps)
+        torch.set_num_threads(base.get("threads") or DEFAULT_THREADS)  # as run.train: both loops, the run's threads
+        for r in range(repeats):
+            order = ("hand", "normlab") if r % 2 == 0 else ("normlab", "hand")
+            for which in order:
+                clock = StepClock()
+                cfg = compose([*overrides, f"trainer.max_steps={steps}", "trainer.max_epochs=1000"],
+                              str(Path(tmp) / f"{which}{r}"))
+                with quiet():
+                    if which == "hand":
+                        hand_loop(cfg, steps, clock)
+                    else:
+                        lightning_run(cfg, clock)
+                getattr(result, which).append(clock.step(warmup))
+            h, n = result.hand[-1][0], result.normlab[-1][0]
+            print(f"  {label:28s} repeat {r + 1}/{repeats}: hand {1e3 * h:7.2f} ms  normlab {1e3 * n:7.2f} ms  "
+                  f"ratio {n / h:.3f}", flush=True)
+    return result
+
+
+def table(results: list[Result]) -> str:
+    rows = []
+    for r in results:
+        wall, cpu = r.ratios(0), r.ratios(1)
+        rows.append([
+            r.label, r.norm, r.batch, r.steps, len(r.hand),
+            fmt(1 / median(h[0] for h in r.hand), 1), fmt(1 / median(n[0] for n in r.normlab), 1),
+            fmt(median(wall), 3), f"{fmt(min(wall), 3)}-{fmt(max(wall), 3)}", fmt(median(cpu), 3),
+        ])
+    return markdown(["config", "norm", "batch", "steps", "repeats", "hand steps/s", "normlab steps/s",
+                     "normlab / hand", "range", "cpu ratio"], rows)
+
+
+def configs(args: argparse.Namespace) -> list[tuple[str, list[str], int, int]]:
+    """(label, overrides, steps, repeats) of every configuration to time.
+
+    Runs of a few seconds at any batch size; five repeats where the target is (batch 2), three
+    elsewhere, so that the whole benchmark stays under five minutes on two CPU cores.
+    """
+    out = []
+    for norm in args.norms:
+        for batch in args.batches:
+            steps = args.steps or max(30, 400 // batch)
+            repeats = args.repeats or (5 if batch <= 2 else 3)
+            out.append((f"resnet20 {norm} b{batch}", [f"norm={norm}", f"data.batch={batch}", *args.overrides],
+                        steps, repeats))
+    if args.lm:
+        lm = ["task=lm", *args.overrides]
+        if args.quick:
+            lm += ["model.n_layer=1", "model.n_embd=32", "model.block_size=32"]
+        out.append(("gpt (task=lm)", lm, args.steps or 60, args.repeats or 3))
+    return out
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. trainer=gpu or threads=1")
+    p.add_argument("--norms", nargs="+", default=None, help="default: batch group")
+    p.add_argument("--batches", nargs="+", type=int, default=None, help="images per step (default: 2 8 32)")
+    p.add_argument("--steps", type=int, default=None, help="steps per run (default: 400 / batch, at least 30; LM 60)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="runs of each loop per configuration (default: 5 at batch 2, else 3)")
+    p.add_argument("--warmup", type=int, default=None, help="steps left out of each run's median (default 10)")
+    p.add_argument("--lm", action=argparse.BooleanOptionalAction, default=True, help="also time task=lm (default: on)")
+    p.add_argument("--quick", action="store_true", help="batch 2, BN, 12 steps, one repeat, a tiny LM: a smoke test")
+    p.add_argument("--out", default="logs/bench/train.md", help="where the markdown table goes")
+    args = p.parse_args(argv)
+    if not any(o.split("=", 1)[0].lstrip("+~") == "logger" for o in args.overrides):
+        # W&B costs nothing per step but its writes on logging steps, and seconds to start a run.
+        args.overrides = ["logger=csv", *args.overrides]
+    args.norms = args.norms or ["batch"] if args.quick else args.norms or ["batch", "group"]
+    args.batches = args.batches or ([2] if args.quick else [2, 8, 32])
+    args.steps = args.steps or (12 if args.quick else None)
+    args.repeats = args.repeats or (1 if args.quick else None)
+    args.warmup = args.warmup if args.warmup is not None else (2 if args.quick else 10)
+    if args.steps is not None and args.steps < args.warmup + 3:
+        raise ConfigError(f"--steps {args.steps} leaves fewer than 3 steps after --warmup {args.warmup}. "
+                          f"Fix: raise --steps or lower --warmup.")
+    return args
+
+
+NOTES = [
+    "steps/s: one over the median step of the runs (a step: from the start of one training step to the next)",
+    "normlab / hand: normlab's median step over the hand-written loop's, per repeat; median and range over "
+    "repeats; cpu ratio: the same with process time",
+    f"target: at most {RESNET_TARGET} for ResNet-20 at batch 2 (2 CPU cores, fp32)",
+    "both loops build the model with the same seed and run in the same process, alternately",
+]
+
+
+def main(argv: list[str] | None = None) -> list[Result]:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse(argv)
+    given = [o.split("=", 1)[1] for o in args.overrides if o.split("=", 1)[0] == "threads"]
+    warn_if_busy(int(given[-1]) if given and given[-1].isdigit() else DEFAULT_THREADS, "threads=1")
+    results = [bench(label, overrides, steps, repeats, args.warmup)
+               for label, overrides, steps, repeats in configs(args)]
+    text = table(results)
+    print("\n" + text + "\n\n" + "\n".join(f"- {n}" for n in NOTES))
+    path = write_report(args.out, "Training steps: normlab's Lightning path vs a hand-written loop",
+                        " ".join(["python scripts/bench_train.py", *argv]), text, NOTES)
+    print(f"\nwritten to {path}")
+    return results

@@ -1,0 +1,78 @@
+"""The benchmark scripts run end to end on tiny sizes and compare like with like.
+
+Speed itself is never asserted here: the scripts print figures (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from normlab.bench import norms as bench_norms
+from normlab.bench import train as bench_train
+from normlab.bench.native import native
+from normlab.errors import ConfigError
+from normlab.norms import NORMS, build_norm, supports
+
+SHAPES = {"nchw": (4, 8, 5, 5), "nlc": (3, 6, 16)}
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nlc"])
+@pytest.mark.parametrize("name", sorted(NORMS))
+def test_native_layer_computes_what_the_normlab_layer_computes(name, layout):
+    if not supports(name, layout):
+        pytest.skip(f"{name} has no meaning for {layout}")
+    torch.manual_seed(0)
+    channels = SHAPES[layout][1] if layout == "nchw" else SHAPES[layout][-1]
+    layer = build_norm(name, channels, layout).train()
+    with torch.no_grad():  # parameters away from their initial ones and zeros, so a mix-up shows
+        for p in layer.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    same = native(name, layer)
+    if same is None:
+        pytest.skip(f"no native layer for {name} ({layout})")
+    x = torch.randn(SHAPES[layout]) * 2 + 1
+    torch.testing.assert_close(same(x), layer(x), rtol=1e-5, atol=1e-5)
+
+
+def test_bench_norms_quick_has_a_row_per_norm_and_layout_with_finite_times(tmp_path):
+    out = tmp_path / "norms.md"
+    rows = bench_norms.main(["--quick", "--rounds", "2", "--out", str(out)])
+    expected = {(n, layout) for n in NORMS for layout in ("nchw", "nlc") if supports(n, layout)}
+    assert {(r.norm, r.case.layout) for r in rows} == expected
+    for r in rows:
+        needed = ["normlab", "reference", "base", "gn", "copy"] + (["native"] if native(r.norm, build_norm(
+            r.norm, r.case.channels, r.case.layout)) is not None else [])
+        assert all(math.isfinite(r.ms[k]) and r.ms[k] > 0 for k in needed), (r.norm, r.case.label, r.ms)
+        assert "compiled" not in r.ms  # --quick does not compile
+        assert math.isfinite(r.gbps) and r.gbps > 0 and r.target()[1] in (True, False, None)
+    text = out.read_text()
+    assert "python scripts/bench_norms.py --quick" in text and "- cpu:" in text
+    for name in NORMS:
+        assert f"| {name} |" in text
+
+
+def test_bench_norms_refuses_an_unknown_norm_with_a_fix(tmp_path):
+    with pytest.raises(ConfigError, match="no such norm.*Fix"):
+        bench_norms.main(["--quick", "--norms", "batchnorm", "--out", str(tmp_path / "x.md")])
+
+
+@pytest.mark.slow
+def test_bench_train_quick_times_both_loops_of_every_config(tmp_path):
+    out = tmp_path / "train.md"
+    results = bench_train.main(["--quick", "logger=csv", "--out", str(out)])
+    assert [(r.task, r.norm, r.batch) for r in results] == [("classify", "batch", 2), ("lm", "layer", 4)]
+    for r in results:
+        assert len(r.hand) == len(r.normlab) == 1
+        for wall, cpu in r.hand + r.normlab:
+            assert math.isfinite(wall) and wall > 0 and math.isfinite(cpu) and cpu >= 0
+        assert math.isfinite(r.ratios(0)[0])
+    text = out.read_text()
+    assert "resnet20 batch b2" in text and "gpt (task=lm)" in text and "normlab / hand" in text
+
+
+def test_bench_train_refuses_too_few_steps_with_a_fix():
+    with pytest.raises(ConfigError, match="Fix: raise --steps"):
+        bench_train.parse(["--steps", "5", "--warmup", "4"])
