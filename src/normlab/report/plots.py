@@ -73,16 +73,22 @@ def training_curves(runs: list[dict], metric: str, out: Path, title: str) -> Pat
     data = curve_table(runs, metric)
     if data is None:
         return None
-    batches = sorted(data["batch"].unique())
-    fig, axes = plt.subplots(1, len(batches), figsize=(4 * len(batches), 3.5), squeeze=False, sharey=True)
+    batches, names = sorted(data["batch"].unique()), sorted(data["arm"].unique())
+    many = len(names) > 6  # a whole norm zoo: legend beside the panels, and colours that do not repeat
+    colors = dict(zip(names, plt.cm.tab20.colors if len(names) > 10 else plt.cm.tab10.colors))
+    fig, axes = plt.subplots(1, len(batches), figsize=(4 * len(batches) + 2.5 * many, 3.5), squeeze=False,
+                             sharey=True)
     for ax, b in zip(axes[0], batches):
         for name, rows in data[data["batch"] == b].groupby("arm"):
             mean = rows.groupby("epoch")[metric].mean()
-            ax.plot(mean.index + 1, mean.values, marker=".", label=name)
+            ax.plot(mean.index + 1, mean.values, marker=".", label=name, color=colors.get(name))
         ax.set(title=f"batch {b}", xlabel="epoch", ylabel=metric)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    if many:
+        axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    else:
+        axes[0][0].legend(fontsize=8)
     fig.suptitle(title)
     return _save(fig, out)
 
