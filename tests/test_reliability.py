@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -145,6 +146,34 @@ def test_lm_and_style_runs_killed_mid_epoch_resume_to_the_uninterrupted_result(t
     assert resumed["status"] == "completed" and resumed["steps"] == first["steps"] == 20
     assert metrics(resumed) == metrics(first)  # the same windows / crops, the same updates
     assert same_weights(weights(tmp_path / "run"), weights(tmp_path / "first"))
+
+
+class CtrlC(L.Callback):
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == 6:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_is_recorded_as_interrupted_and_the_run_resumes(uninterrupted, tmp_path, monkeypatch):
+    first, _ = uninterrupted
+    run_dir, build = tmp_path / "run", run.build_trainer
+
+    def build_and_interrupt(*args, **kwargs):
+        trainer = build(*args, **kwargs)
+        trainer.callbacks.insert(0, CtrlC())
+        return trainer
+
+    monkeypatch.setattr(run, "build_trainer", build_and_interrupt)
+    sigint = signal.getsignal(signal.SIGINT)  # Lightning ignores further Ctrl-C while it shuts down
+    try:
+        with pytest.raises((KeyboardInterrupt, SystemExit)):
+            run.train(compose_into(run_dir))
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+    monkeypatch.setattr(run, "build_trainer", build)
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
+    resumed = run.train(compose_into(run_dir, [f"resume={run_dir}"]))
+    assert resumed["status"] == "completed" and metrics(resumed) == metrics(first)
 
 
 def test_resume_refuses_what_cannot_be_resumed(uninterrupted, tmp_path):

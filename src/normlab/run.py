@@ -146,6 +146,10 @@ def train(cfg: DictConfig) -> dict:
         raise
     except BaseException as err:
         error = err
+        # Ctrl-C: Lightning stops gracefully and exits (a SystemExit raised while handling the
+        # KeyboardInterrupt); resume=<run dir> continues the run.
+        if isinstance(err, KeyboardInterrupt) or isinstance(err.__context__, KeyboardInterrupt):
+            status = "interrupted"
         raise
     finally:
         merge_csv(run_dir, csv_aside)

@@ -1,7 +1,7 @@
 """``summary.json``: one file per run that says what ran, how it ended and what it measured.
 
 Written when the run starts (status ``running``) and rewritten when it ends (``completed``,
-``failed``, or ``diverged`` with the step), always through a temporary file and a rename, so a
+``failed``, ``interrupted`` (Ctrl-C), or ``diverged`` with the step), always through a temporary file and a rename, so a
 kill never leaves half a file. A resumed run keeps its start time and W&B run id, and counts
 its resumes. The report reads these files, never the logs.
 """
