@@ -70,14 +70,7 @@ class LanguageModel(L.LightningModule):
     def configure_optimizers(self):
         # Matrices and embeddings decay; gains and biases (norms' gamma and beta) do not, as in
         # GPT-2 and nanoGPT: decay would pull every norm's gamma towards zero.
-        params = [p for p in self.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if p.dim() >= 2]},
-                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        opt = optim.build_optimizer(groups, self.optim_cfg, optim.scaled_lr(self.optim_cfg, self.global_batch),
-                                   fused=optim.can_fuse(self.trainer))
-        sched = optim.warmup_cosine(opt, self.trainer.estimated_stepping_batches, self.optim_cfg.get("warmup", 0.0),
-                                    self.optim_cfg.get("min_lr_ratio", 0.0))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return optim.configure(self, self.trainer, self.optim_cfg, self.global_batch, decay_vectors=False)
 
     def configure_callbacks(self):
         # Asked again by trainer.test(); returning it twice would only print an "override" notice.

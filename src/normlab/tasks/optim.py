@@ -75,24 +75,28 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup: fl
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def param_groups(module: torch.nn.Module) -> list[dict]:
+def param_groups(module: torch.nn.Module, decay_vectors: bool = True) -> list[dict]:
     """Every trainable parameter, in one group with the configured weight decay and one without.
 
     Without decay: the parameters a layer names in ``no_weight_decay`` (the timm convention),
     i.e. the mixing weights of switchable and batch_instance. They choose between statistics;
     decay would pull them towards one fixed choice (uniform softmax, rho = 0), a prior that
-    neither paper's formulation has.
+    neither paper's formulation has. ``decay_vectors=False`` also spares every parameter with
+    fewer than 2 dimensions (gains and biases), as GPT-2 and nanoGPT do.
     """
     skip = {id(getattr(m, name)) for m in module.modules() for name in getattr(m, "no_weight_decay", ())}
     params = [p for p in module.parameters() if p.requires_grad]
+    skip |= {id(p) for p in params if not decay_vectors and p.dim() < 2}
     groups = [{"params": [p for p in params if id(p) not in skip]},
               {"params": [p for p in params if id(p) in skip], "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
 
 
-def configure(model: torch.nn.Module, trainer, optim_cfg: dict, global_batch: int) -> dict:
+def configure(
+    model: torch.nn.Module, trainer, optim_cfg: dict, global_batch: int, decay_vectors: bool = True
+) -> dict:
     """What a LightningModule's ``configure_optimizers`` returns: optimizer plus per-step schedule."""
-    opt = build_optimizer(param_groups(model), optim_cfg, scaled_lr(optim_cfg, global_batch), fused=can_fuse(trainer))
+    opt = build_optimizer(param_groups(model, decay_vectors), optim_cfg, scaled_lr(optim_cfg, global_batch), fused=can_fuse(trainer))
     sched = warmup_cosine(opt, trainer.estimated_stepping_batches, optim_cfg.get("warmup", 0.0),
                           optim_cfg.get("min_lr_ratio", 0.0))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
