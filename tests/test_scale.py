@@ -118,6 +118,32 @@ def test_ranks_in_sync_tells_identical_from_different_weights():
     assert RanksInSync().record() == {}  # one process: nothing to compare
 
 
+@pytest.mark.parametrize("overrides,present", [
+    (["trainer=cpu"], False),                          # one device: no other rank to compare with
+    (["trainer=ddp_cpu", "trainer.devices=1"], False),  # DDP strategy, but a single process
+    (["trainer=ddp_cpu"], True),                       # 2 processes
+    (["trainer=cpu", "trainer.devices=2"], True),      # several devices, strategy=auto
+])
+def test_ranks_in_sync_is_registered_only_for_runs_of_several_processes(compose, tmp_path, overrides, present):
+    from normlab.rank_sync import RanksInSync
+    from normlab.run import build_trainer
+
+    trainer = build_trainer(compose([*overrides, "logger=none"]), tmp_path, [])
+    assert any(isinstance(c, RanksInSync) for c in trainer.callbacks) == present
+
+
+@pytest.mark.parametrize("trainer,several", [
+    ({"devices": 1, "num_nodes": 1}, False), ({"devices": "1"}, False), ({"devices": [0]}, False),
+    ({"devices": "1,"}, False), ({"devices": 2}, True), ({"devices": "2"}, True), ({"devices": "0,1"}, True),
+    ({"devices": [0, 1]}, True), ({"devices": 1, "num_nodes": 2}, True),
+    ({"devices": "auto"}, True), ({"devices": -1}, True),  # maybe all of a node's GPUs: kept
+])
+def test_several_processes_reads_devices_and_nodes_as_lightning_does(trainer, several):
+    from normlab.rank_sync import several_processes
+
+    assert several_processes(trainer) == several
+
+
 @pytest.mark.parametrize("env,zero", [
     ({}, True),                                            # one process, or Lightning's launching rank 0
     ({"LOCAL_RANK": "1", "WORLD_SIZE": "2"}, False),       # a rank Lightning's launcher started

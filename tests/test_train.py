@@ -34,6 +34,38 @@ def test_config_composes_with_the_documented_groups(compose):
     assert {"task", "model", "norm", "data", "trainer", "logger", "paths"} <= set(cfg)
 
 
+def sweep_of(experiment: str, *overrides: str):
+    """The job config of ``experiment`` (without hydra) and its sweep axes, as lists."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}", *overrides], return_hydra_config=True)
+    axes = {k: str(v).split(",") for k, v in cfg.hydra.sweeper.params.items()}
+    job = OmegaConf.to_container(cfg, resolve=False)
+    del job["hydra"]
+    return job, axes
+
+
+def test_norms_vision_and_norms_zoo_split_one_sweep_of_every_image_norm():
+    vision, vision_axes = sweep_of("norms_vision")
+    zoo, zoo_axes = sweep_of("norms_zoo")
+    # The paper's Table 1 (BN, LN, IN, GN), no norm, and both sides of the identities that
+    # docs/results.md shows (group1 = layer, cond_instance = instance) in the budget sweep.
+    assert {"batch", "layer", "instance", "group", "none", "group1", "cond_instance"} <= set(vision_axes["norm"])
+    assert not set(vision_axes["norm"]) & set(zoo_axes["norm"])
+    # Together: every image norm (sync_batch is batch on one process), as the combined sweep was.
+    image_norms = {n for n in NORMS if supports(n, "nchw")} - {"sync_batch"}
+    assert sorted(vision_axes["norm"] + zoo_axes["norm"]) == sorted(image_norms)
+    assert (vision["name"], zoo["name"]) == ("norms_vision", "norms_zoo")
+    # Otherwise the same runs: the same seeds, and a norm's job config is the same in either.
+    assert vision_axes.keys() == zoo_axes.keys() and vision_axes["seed"] == zoo_axes["seed"] == ["0", "1"]
+    vision, _ = sweep_of("norms_vision", "norm=frn")
+    zoo, _ = sweep_of("norms_zoo", "norm=frn")
+    assert {**vision, "name": None} == {**zoo, "name": None}
+    assert (vision["model"]["name"], vision["data"]["batch"], vision["trainer"]["max_epochs"]) == ("resnet8", 32, 4)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(NORMS))
 def test_every_norm_trains_at_batch_2(compose, name):

@@ -11,6 +11,27 @@ import torch
 log = logging.getLogger(__name__)
 
 
+def several_processes(trainer: dict) -> bool:
+    """Whether a run may train on more than one process, from its trainer config: where
+    ``RanksInSync`` has work.
+
+    With one process there are no other ranks to compare and the callback does nothing, but
+    Lightning still calls every hook of every callback at every step. Lightning runs one process
+    per device on each of ``num_nodes`` nodes; one device on one node is one process, whatever the
+    strategy (``strategy=ddp`` with ``devices=1`` too). ``devices=auto`` or ``-1`` can mean all of a
+    machine's GPUs, so those count as several: there the callback is kept, and does nothing if it
+    turns out to be one.
+    """
+    if int(trainer.get("num_nodes") or 1) > 1:
+        return True
+    devices = trainer.get("devices", "auto")
+    if devices is None or str(devices).strip() in ("auto", "-1"):
+        return True
+    if isinstance(devices, str):  # "2" is a count, "0,1" or "1," a list of device indices
+        devices = [d for d in devices.split(",") if d.strip()] if "," in devices else int(devices)
+    return (len(devices) if isinstance(devices, (list, tuple)) else int(devices)) > 1
+
+
 class RanksInSync(L.Callback):
     """At the end of fit, a fingerprint of every rank's parameters, gathered from all ranks.
 

@@ -28,7 +28,7 @@ from normlab.loggers import build_loggers, finish_wandb, wandb_run_id
 from normlab.norm_callbacks import MixingWeights, PreciseBN
 from normlab.norms import norm_class
 from normlab.norms.registry import canonical
-from normlab.rank_sync import RanksInSync
+from normlab.rank_sync import RanksInSync, several_processes
 from normlab.resume import merge_csv, resume_point, set_aside_csv
 from normlab.scale import describe, scale_of
 from normlab.summary import RunSummary
@@ -50,7 +50,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path, loggers) -> L.Trainer:
     norm = norm_class(cfg.norm.name)
     if callable(getattr(norm, "mixing_weights", None)):
         callbacks.append(MixingWeights())  # what switchable / batch_instance layers learned, per epoch
-    callbacks.append(RanksInSync())  # under DDP: do the ranks still hold the same weights?
+    if several_processes(kwargs):
+        callbacks.append(RanksInSync())  # under DDP: do the ranks still hold the same weights?
     if (cfg.get("precise_bn") or {}).get("enabled", False):
         callbacks.append(PreciseBN(cfg.precise_bn.get("batches", 100)))
     diagnostics = cfg.task.get("diagnostics") or {}
@@ -136,7 +137,7 @@ def train(cfg: DictConfig) -> dict:
             metrics = final_metrics(trainer)  # train/ and val/ of the last epoch; test replaces them
             trainer.test(module, datamodule=data, verbose=False)
         metrics.update(final_metrics(trainer))
-        sync = next(c for c in trainer.callbacks if isinstance(c, RanksInSync)).record()
+        sync = next((c.record() for c in trainer.callbacks if isinstance(c, RanksInSync)), {})
         extra = {"world_size": trainer.world_size, "global_batch": scale["global_batch"],
                  "epochs": trainer.current_epoch, "steps": trainer.global_step, **({"ddp": sync} if sync else {})}
         status = "completed"
