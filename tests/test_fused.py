@@ -19,6 +19,7 @@ from normlab.norms.fused import moments, normalize, raw_moments
 from normlab.norms.reference import REFERENCE
 from test_norm_zoo import test_ghost_batch_is_batchnorm_run_separately_on_each_sub_batch as _ghost_identity
 from test_norm_zoo import test_a_last_ghost_batch_of_one_sample_joins_the_one_before as _ghost_last_of_one
+from test_norms_reference import make, sample, supports
 from test_norms_reference import test_forward_backward_and_running_stats as _against_formula
 
 
@@ -39,6 +40,38 @@ def test_fused_path_matches_the_formula(name, layout, affine, dtype):
 def test_fused_ghost_batches_are_batchnorm_on_each_sub_batch(layout):
     _ghost_identity(layout)
     _ghost_last_of_one()
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("layout", ["nchw", "nlc"])
+@pytest.mark.parametrize("name", sorted(NORMS))
+def test_fused_and_composite_paths_agree_in_train_and_eval_mode(name, layout, train, monkeypatch):
+    """The closed-form backwards against autograd through the composite path, with random
+    parameters and running statistics, in eval mode too (the formula tests train, then only
+    run forward in eval)."""
+    if not supports(name, layout):
+        pytest.skip(f"{name} has no meaning for layout {layout}")
+    fused_layer = make(name, layout, torch.float64)
+    with torch.no_grad():
+        for b in fused_layer.buffers():
+            if b.is_floating_point() and b.dim() == 1:  # running mean and var: not the init values
+                b.uniform_(0.5, 2.0)
+    composite = copy.deepcopy(fused_layer)
+    fused_layer.train(train), composite.train(train)
+    x = sample(layout, torch.float64, seed=3).requires_grad_()
+    x2 = x.detach().clone().requires_grad_()
+    g = torch.randn_like(x)
+    y = fused_layer(x)  # the fixture: every size takes the fused path
+    y.backward(g)
+    monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", 1 << 60)
+    y2 = composite(x2)
+    y2.backward(g)
+    torch.testing.assert_close(y, y2)
+    torch.testing.assert_close(x.grad, x2.grad)
+    for (pname, p), p2 in zip(fused_layer.named_parameters(), composite.parameters()):
+        torch.testing.assert_close(p.grad, p2.grad, msg=f"grad of {pname}")
+    for (bname, b), b2 in zip(fused_layer.named_buffers(), composite.buffers()):
+        torch.testing.assert_close(b, b2, msg=f"buffer {bname}")
 
 
 @pytest.mark.parametrize("shape, dims", [((4, 6, 5, 3), (2, 3)), ((4, 6, 5, 3), (0, 2, 3)), ((3, 7, 8), (1,)),

@@ -96,11 +96,11 @@ class Row:
 
     @property
     def gbps(self) -> float:
-        return self.bytes_moved / self.ms.get("normlab", math.nan) / 1e6
+        return _gbps(self.bytes_moved, self.ms.get("normlab", math.nan))
 
     @property
     def copy_gbps(self) -> float:  # one read and one write of the activation
-        return 2 * self.x_bytes / self.ms.get("copy", math.nan) / 1e6
+        return _gbps(2 * self.x_bytes, self.ms.get("copy", math.nan))
 
     def target(self) -> tuple[str, bool | None]:
         """Which target the norm is held to, and whether it meets it (None: no target)."""
@@ -217,6 +217,11 @@ def table(rows: list[Row]) -> str:
         out.append(f"**{label}** (copy: {fmt(copy_bw, 1)} GB/s, median over the rows)\n\n"
                    + markdown(columns(group[0].case.layout == "nchw"), body))
     return "\n\n".join(out)
+
+
+def _gbps(nbytes: float, ms: float) -> float:
+    """GB/s, nan for a time the clock could not resolve (tiny tensors in --quick runs)."""
+    return nbytes / ms / 1e6 if ms > 0 else math.nan
 
 
 NOTES = [

@@ -58,7 +58,7 @@ class FilterResponseNorm(AffineNorm):
         # Large inputs: the statistics, gamma x / nu + beta and the TLU in one pass forward and
         # one backward (fused.py); through autograd the max alone cost more than the rest of the layer.
         return normalize(x, instance_dims(x, self.layout), self._coeffs, self.weight, self.bias, self.eps_l,
-                         floor=per_channel(self.tau, x, self.layout))
+                         floor=per_channel(self.tau, x, self.layout), center=False)
 
     def _composite(self, x: torch.Tensor) -> torch.Tensor:
         dims = instance_dims(x, self.layout)

@@ -20,6 +20,13 @@ cost 5 to 13 times native GroupNorm on a 32x64x32x32 activation, and ``torch.var
 took 14-22 ms where a mean and a second pass take 3 (measured 2026-11-23 on a CPU, one
 thread, torch 2.14). Statistics are computed in fp32 at least (``precision.py``); the output
 is rounded once, to x's dtype.
+
+What a pass costs, on a CPU: an op that writes a new activation-sized tensor costs 2-3x the
+same op in place (allocation, and memory touched for the first time), so each layer allocates
+its output forward and dx backward and little else, as GroupNorm's kernels do; the
+statistics kernel's normalized output becomes the layer's output in place. The rest is fixed
+cost, about a hundred small-tensor ops per call (coefficients, their autograd): 1-2 ms, which
+is why small inputs keep the composite path.
 """
 
 from __future__ import annotations
@@ -69,6 +76,15 @@ def raw_moments(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, t
     return mean, centered.mul_(centered).mean(dims, keepdim=True)
 
 
+def sum_squares(t: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """sum(t^2) over ``dims`` (kept). ``vector_norm`` reads contiguous rows in one fast pass but
+    loops slowly over any other axis: 12.6 ms over C of a 32x64x32x32 input, against 0.7 ms for
+    a product and a sum (measured 2026-11-23, one CPU thread)."""
+    if trailing(t, dims) and t.is_contiguous():
+        return torch.linalg.vector_norm(t, dim=dims, keepdim=True).square_()
+    return (t * t).sum(dims, keepdim=True)
+
+
 def pool(mean: torch.Tensor, var: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """Moments of the union of equal-sized blocks from the blocks' moments (law of total variance).
 
@@ -88,6 +104,7 @@ def scale_rows(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor | None) -> torc
     2026-11-23, 32x64x32x32, one thread).
     """
     reduced = tuple(d for d in range(x.dim()) if a.shape[d] == 1 and x.shape[d] != 1)
+    b = b.expand(a.shape) if b is not None and fits(b, a) else b  # beta per channel, a per row
     if b is not None and a.shape == b.shape and reduced and trailing(x, reduced) and x.is_contiguous():
         rows = a.numel()
         zero, one = a.new_zeros(rows), a.new_ones(rows)
@@ -99,10 +116,12 @@ def scale_rows(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor | None) -> torc
 
 def fits(t: torch.Tensor, block: torch.Tensor) -> bool:
     """Whether ``t`` broadcasts to ``block``'s shape: one value per block, or per group of blocks."""
-    return torch.broadcast_shapes(t.shape, block.shape) == block.shape
+    # Not torch.broadcast_shapes: its Python checks cost a tenth of a millisecond per call here.
+    shape = (1,) * (block.dim() - t.dim()) + tuple(t.shape)
+    return len(shape) == block.dim() and all(s in (1, b) for s, b in zip(shape, block.shape))
 
 
-def _sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+def sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return t.sum_to_size(shape) if t.shape != shape else t
 
 
@@ -122,27 +141,52 @@ def block_sums(dy: torch.Tensor, x: torch.Tensor, shape: torch.Size) -> tuple[to
         _, g_a, g_b = torch.ops.aten.native_group_norm_backward(
             dy.view(1, rows, k), x.view(1, rows, k), zero, one, None, 1, rows, k, rows, [False, True, True])
         return g_a.view(shape), g_b.view(shape)
-    return _sum_to(upcast(dy) * upcast(x), shape), _sum_to(upcast(dy), shape)
+    return sum_to(upcast(dy) * upcast(x), shape), sum_to(upcast(dy), shape)
+
+
+def _centered(x: torch.Tensor, dims: tuple[int, ...]):
+    """mean and var of x over ``dims``, and a new tensor ``(x - mean) * unit`` with ``unit``
+    per block, for the output to be written over: the layer then allocates only its output."""
+    if trailing(x, dims) and x.is_contiguous():
+        # Rows of x: GroupNorm's kernel computes their moments and (x - mean) / std in one
+        # vectorized call. eps = 1e-30 keeps constant rows finite (0 * 1e15), and is below
+        # fp32's resolution for any variance that is not itself negligible.
+        shape = x.shape[: x.dim() - len(dims)] + (1,) * len(dims)
+        rows = x.reshape(-1, 1, math.prod(x.shape[d] for d in dims))
+        y, mean, rstd = torch.native_group_norm(rows, None, None, rows.shape[0], 1, rows.shape[2], 1, 1e-30)
+        std = rstd.reciprocal().view(shape)
+        return mean.view(shape), (std * std).sub_(1e-30).clamp_(min=0), y.view_as(x), std
+    mean = x.mean(dims, keepdim=True)
+    y = torch.sub(x, mean)  # two passes, not E[x^2] - mean^2, which cancels for inputs with an offset
+    return mean, sum_squares(y, dims).div_(math.prod(x.shape[d] for d in dims)), y, None
 
 
 class _Normalize(Function):
     @staticmethod
-    def forward(ctx, x, dims, coeffs, floor, *params):
-        mean, var = raw_moments(x, dims)
+    def forward(ctx, x, dims, coeffs, floor, center, *params):
+        xs = upcast(x)
+        count = math.prod(x.shape[d] for d in dims)
+        if center:
+            mean, var, y, unit = _centered(xs, dims)
+        else:  # moments about zero (FRN's nu^2): one read of x
+            var = sum_squares(xs, dims).div_(count)
+            mean, y = torch.zeros_like(var), None
         with torch.enable_grad():  # the small graph from the moments to (a, b), for backward
             m, v = mean.detach().requires_grad_(), var.detach().requires_grad_()
             leaves = [t.detach().requires_grad_(t.requires_grad) if t is not None else None for t in params]
             a, b = coeffs(m, v, *leaves)
-            # Per-channel factors as per-block ones (a view): the backward's sums are per block.
-            if fits(a, mean):
-                a = a.expand(mean.shape)
-                b = b.expand(mean.shape) if b is not None and fits(b, mean) else b
-        y = scale_rows(x, a.detach(), b.detach() if b is not None else torch.zeros_like(a))
+        a_, b_ = a.detach(), b.detach() if b is not None else None
+        if y is None:
+            y = scale_rows(xs, a_, b_)
+        else:  # a x + b = (a unit) y + (b + a mean), written over y (addcmul with out=y took 3x as long)
+            shift = torch.addcmul(b_, a_, mean) if b_ is not None else a_ * mean
+            y.mul_(a_ * unit if unit is not None else a_).add_(shift)
         if floor is not None:
-            y = torch.maximum(y, floor, out=y) if y.dtype == floor.dtype else torch.maximum(y, floor).to(x.dtype)
+            y.clamp_min_(floor)
+        y = y.to(x.dtype)
         ctx.save_for_backward(x, y if floor is not None else None, floor)
         ctx.graph = (m, v, leaves, a, b)
-        ctx.count = x.numel() // max(mean.numel(), 1)
+        ctx.count, ctx.center = count, center
         return y
 
     @staticmethod
@@ -150,40 +194,48 @@ class _Normalize(Function):
     def backward(ctx, dy):
         x, y, floor = ctx.saved_tensors
         m, v, leaves, a, b = ctx.graph
-        g_floor = None
+        xs, dy = upcast(x), upcast(dy)
+        masked, g_floor = None, None
         if floor is not None:
-            total = _sum_to(dy, floor.shape)
-            # Below the floor the output is the floor: no gradient to x, a or b. ReLU's backward
-            # kernel masks in one pass; masked_fill and where on a bool mask took 5x as long.
-            dy = torch.ops.aten.threshold_backward(dy, (y - floor).to(dy.dtype), 0)
-            g_floor = (total - _sum_to(dy, floor.shape)).to(floor.dtype)
-        if b is None or a.shape == b.shape:
-            g_a, g_b = block_sums(dy, x, a.shape)
-            outputs, grads = [a], [g_a.to(a.dtype)]
-            if b is not None:
-                outputs.append(b), grads.append(g_b.to(b.dtype))
-        else:
-            outputs, grads = [a], [_sum_to(upcast(dy) * upcast(x), a.shape).to(a.dtype)]
-            if b is not None:
-                outputs.append(b), grads.append(_sum_to(upcast(dy), b.shape).to(b.dtype))
+            # Below the floor the output is the floor: no gradient to x, a or b, all of it to the
+            # floor. ReLU's backward kernel masks in one pass, into the buffer that becomes dx.
+            total = sum_to(dy, floor.shape)
+            masked = torch.sub(y, floor.to(y.dtype)).to(xs.dtype)
+            dy = torch.ops.aten.threshold_backward.grad_input(dy, masked, 0, grad_input=masked)
+        if fits(a, m) and (b is None or fits(b, m)):
+            g_xy, g_y = block_sums(dy, xs, m.shape)
+            grads = [sum_to(g_xy, a.shape)] + ([sum_to(g_y, b.shape)] if b is not None else [])
+            if floor is not None:
+                g_floor = total - (sum_to(g_y, floor.shape) if fits(floor, m) else sum_to(dy, floor.shape))
+        else:  # factors that vary inside a block of the statistics
+            grads = [sum_to(dy * xs, a.shape)] + ([sum_to(dy, b.shape)] if b is not None else [])
+            if floor is not None:
+                g_floor = total - sum_to(dy, floor.shape)
+        outputs = [a] + ([b] if b is not None else [])
         learned = [t for t in leaves if t is not None and t.requires_grad]
-        found = torch.autograd.grad(outputs, [m, v, *learned], grads, allow_unused=True)
+        found = torch.autograd.grad(outputs, [m, v, *learned], [g.to(o.dtype) for g, o in zip(grads, outputs)],
+                                    allow_unused=True)
         g_m, g_v = (g if g is not None else torch.zeros_like(t) for g, t in zip(found[:2], (m, v)))
-        scale = g_v * (2.0 / ctx.count)
-        shift = g_m / ctx.count - scale * m.detach()
-        if x.dtype == stat_dtype(x) and a.shape == m.shape:  # x * scale + shift by BatchNorm's kernel, as forward
-            dx = scale_rows(x, scale.expand(m.shape), shift.expand(m.shape)).addcmul_(dy, a.detach())
+        # dx = dy a + x p + q, the last two the moments' share: d var / dx = 2 (x - mean) / n
+        # (about zero when not centered), d mean / dx = 1 / n.
+        p = g_v * (2.0 / ctx.count)
+        q = g_m / ctx.count - p * m.detach() if ctx.center else None
+        if masked is not None:  # dy is in the buffer that becomes dx
+            dx = masked.mul_(a.detach()).addcmul_(xs, p)
+            dx = dx.add_(q) if q is not None else dx
         else:
-            dx = torch.addcmul(shift, x, scale).addcmul_(dy, a.detach())
+            dx = scale_rows(xs, p, q).addcmul_(dy, a.detach())
         by_leaf = iter(found[2:])
         g_params = [next(by_leaf) if t is not None and t.requires_grad else None for t in leaves]
-        return (dx.to(x.dtype), None, None, g_floor, *g_params)
+        g_floor = g_floor.to(floor.dtype) if g_floor is not None else None
+        return (dx.to(x.dtype), None, None, g_floor, None, *g_params)
 
 
 def normalize(x: torch.Tensor, dims: tuple[int, ...], coeffs, *params: torch.Tensor | None,
-              floor: torch.Tensor | None = None) -> torch.Tensor:
+              floor: torch.Tensor | None = None, center: bool = True) -> torch.Tensor:
     """``x * a + b`` (``max(., floor)`` with a floor), where ``a, b = coeffs(mean, var, *params)``
     and ``mean``, ``var`` are the moments of ``x`` over ``dims`` (kept as size-1 dims).
+    ``center=False``: the moments about zero, mean 0 and var = mean(x^2), one pass fewer.
 
     ``coeffs`` may read other state (running statistics) and update it under ``no_grad``; it
     runs once per forward. ``b`` may be None. ``params`` are the tensors whose gradients it
@@ -193,11 +245,15 @@ def normalize(x: torch.Tensor, dims: tuple[int, ...], coeffs, *params: torch.Ten
     if torch.compiler.is_compiling():
         # Under torch.compile, the plain formula: inductor generates fused kernels for it, which
         # the custom autograd function (and its autograd inside) would hide from it.
-        var, mean = torch.var_mean(upcast(x), dims, correction=0, keepdim=True)
+        if center:
+            var, mean = torch.var_mean(upcast(x), dims, correction=0, keepdim=True)
+        else:
+            var = upcast(x).square().mean(dims, keepdim=True)
+            mean = torch.zeros_like(var)
         a, b = coeffs(mean, var, *params)
         y = x * a if b is None else torch.addcmul(b, x, a)
         return (y if floor is None else torch.maximum(y, floor)).to(x.dtype)
-    return _Normalize.apply(x, dims, coeffs, floor, *params)
+    return _Normalize.apply(x, dims, coeffs, floor, center, *params)
 
 
 class _Moments(Function):
