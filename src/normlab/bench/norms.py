@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import copy
 import math
+import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -133,8 +134,10 @@ SLOW = ("reference",)  # 5-10x the others: timed in every third round only, to k
 
 def measure(runs: dict, rounds: int, sync, seconds: float = 0.0) -> dict[str, list[float]]:
     """Milliseconds of each closure in each round; every round takes every closure once (the slow
-    ones every third round, nan in the others), in rotating order. At least ``rounds`` rounds,
-    more until about ``seconds`` of rounds: fast norms need many for their ratios to settle."""
+    ones every third round, nan in the others), in a new random order each round: a fixed or
+    rotating order has each variant always follow the same one, and so inherit its effect on
+    the caches and the allocator. At least ``rounds`` rounds, more until about ``seconds`` of
+    rounds: fast norms need many for their ratios to settle."""
     one_round = 0.0
     for k, fn in runs.items():  # warm-up: allocator, caches, lazy initialisation (and compilation)
         fn()
@@ -145,8 +148,9 @@ def measure(runs: dict, rounds: int, sync, seconds: float = 0.0) -> dict[str, li
         one_round += (time.perf_counter() - t) / (3 if k in SLOW else 1)
     rounds = min(max(rounds, math.ceil(seconds / max(one_round, 1e-9))), 400)
     names, times = list(runs), {k: [math.nan] * rounds for k in runs}
+    shuffle = random.Random(0).sample
     for r in range(rounds):
-        for k in names[r % len(names):] + names[: r % len(names)]:
+        for k in shuffle(names, len(names)):
             if k in SLOW and r % 3:
                 continue
             sync()
@@ -226,7 +230,7 @@ def _gbps(nbytes: float, ms: float) -> float:
 
 NOTES = [
     "times: median milliseconds of one forward + backward pass in training mode (gradients of the input "
-    "and the parameters), every variant once per round, in rotating order (the reference every third round)",
+    "and the parameters), every variant once per round, in a random order (the reference every third round)",
     "vs native / BN2d (LN) / GN: normlab's time over PyTorch's layer for the same function, over native "
     "BatchNorm2d (images) or LayerNorm (tokens), over native GroupNorm, on the same tensor: the median of "
     "the ratios within each round",

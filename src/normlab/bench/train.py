@@ -226,21 +226,23 @@ def table(results: list[Result]) -> str:
 def configs(args: argparse.Namespace) -> list[tuple[str, list[str], int, int]]:
     """(label, overrides, steps, repeats) of every configuration to time.
 
-    Runs of a few seconds at any batch size; five repeats where the target is (batch 2), three
-    elsewhere, so that the whole benchmark stays under five minutes on two CPU cores.
+    Runs of a few seconds at any batch size; seven repeats where the target is (batch 2), three
+    elsewhere, so that the whole benchmark stays under five minutes on two CPU cores. At batch 2
+    the ratio moves more between runs (0.8-1.7 over five repeats of 200 steps, 2026-11-29) than
+    within one, so more and shorter runs.
     """
     out = []
     for norm in args.norms:
         for batch in args.batches:
-            steps = args.steps or max(30, 400 // batch)
-            repeats = args.repeats or (5 if batch <= 2 else 3)
+            steps = args.steps or max(25, 200 // batch)
+            repeats = args.repeats or (7 if batch <= 2 else 3)
             out.append((f"resnet20 {norm} b{batch}", [f"norm={norm}", f"data.batch={batch}", *args.overrides],
                         steps, repeats))
     if args.lm:
         lm = ["task=lm", *args.overrides]
         if args.quick:
             lm += ["model.n_layer=1", "model.n_embd=32", "model.block_size=32"]
-        out.append(("gpt (task=lm)", lm, args.steps or 60, args.repeats or 3))
+        out.append(("gpt (task=lm)", lm, args.steps or 40, args.repeats or 3))
     return out
 
 
@@ -249,9 +251,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. trainer=gpu or threads=1")
     p.add_argument("--norms", nargs="+", default=None, help="default: batch group")
     p.add_argument("--batches", nargs="+", type=int, default=None, help="images per step (default: 2 8 32)")
-    p.add_argument("--steps", type=int, default=None, help="steps per run (default: 400 / batch, at least 30; LM 60)")
+    p.add_argument("--steps", type=int, default=None, help="steps per run (default: 200 / batch, at least 25; LM 40)")
     p.add_argument("--repeats", type=int, default=None,
-                   help="runs of each loop per configuration (default: 5 at batch 2, else 3)")
+                   help="runs of each loop per configuration (default: 7 at batch 2, else 3)")
     p.add_argument("--warmup", type=int, default=None, help="steps left out of each run's median (default 10)")
     p.add_argument("--lm", action=argparse.BooleanOptionalAction, default=True, help="also time task=lm (default: on)")
     p.add_argument("--quick", action="store_true", help="batch 2, BN, 12 steps, one repeat, a tiny LM: a smoke test")
