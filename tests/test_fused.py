@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from normlab.norms import NORMS, build_norm
-from normlab.norms import fused
+from normlab.norms import fused, layer2d
 from normlab.norms.fused import moments, normalize, raw_moments
 from normlab.norms.reference import REFERENCE
 from test_norm_zoo import test_ghost_batch_is_batchnorm_run_separately_on_each_sub_batch as _ghost_identity
@@ -141,3 +141,14 @@ def test_under_torch_compile_the_fused_norms_are_the_plain_formula_and_agree_wit
     y, y_compiled = layer(x), compiled(x)
     torch.testing.assert_close(y_compiled, y)
     torch.testing.assert_close(torch.autograd.grad(y_compiled, x, g)[0], torch.autograd.grad(y, x, g)[0])
+
+
+def test_layer2d_takes_its_closed_form_from_an_eighth_of_the_threshold(monkeypatch):
+    calls = []
+    monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", 8 * 2 * 8 * 4 * 4)
+    monkeypatch.setattr(layer2d._ChannelNorm, "apply", lambda *a: calls.append(a) or a[0])
+    layer = build_norm("layer2d", 8)
+    layer(torch.randn(1, 8, 4, 4))
+    assert not calls
+    layer(torch.randn(2, 8, 4, 4))
+    assert len(calls) == 1

@@ -44,7 +44,9 @@ from normlab.norms.precision import upcast
 # ops with autograd): the fused path's fixed cost, about 100 small-tensor ops forward and
 # backward, is more than the passes it saves. Measured 2026-11-23 on two busy CPU cores: BLN,
 # FRN and Batch Renorm break even at 8x16x32x32 (131k elements); at 2x16x28x28 the fused path
-# is 1.4-2.8x slower, at 32x64x32x32 2.5-4x faster.
+# is 1.4-2.8x slower, at 32x64x32x32 2.5-4x faster. Re-measured 2026-11-29 on one idle thread:
+# bln, batch_renorm, batch_instance and switchable break even at 128k-256k, FRN, RMSNorm and the
+# EvoNorms at 64k-128k; layer2d's closed form wins from 16k (``share`` in use_fused).
 FUSED_MIN_ELEMENTS = 1 << 17
 
 
@@ -52,8 +54,10 @@ def stat_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)
 
 
-def use_fused(x: torch.Tensor) -> bool:
-    return x.numel() >= FUSED_MIN_ELEMENTS
+def use_fused(x: torch.Tensor, share: float = 1.0) -> bool:
+    """Whether ``x`` is large enough for the fused path: ``share`` of ``FUSED_MIN_ELEMENTS`` for a
+    layer whose fused path has less fixed cost (one autograd function, no nested graph)."""
+    return x.numel() >= FUSED_MIN_ELEMENTS * share
 
 
 def trailing(x: torch.Tensor, dims: tuple[int, ...]) -> bool:
