@@ -175,6 +175,8 @@ def bench_norm(name: str, case: Case, rounds: int, compile_: bool, seconds: floa
     modules = {"normlab": layer}
     if (same := native(name, layer)) is not None:
         modules["native"] = same.to(device)
+        # The same kernel timed twice: how far apart two identical things read on this machine.
+        modules["native again"] = copy.deepcopy(modules["native"])
     modules["reference"] = Formula(name, copy.deepcopy(layer))
     if compile_:
         modules["compiled"] = torch.compile(copy.deepcopy(layer), dynamic=False)
@@ -200,7 +202,7 @@ def bench_norm(name: str, case: Case, rounds: int, compile_: bool, seconds: floa
 
 def columns(case_nchw: bool) -> list[str]:
     base = "BN2d" if case_nchw else "LN"
-    return ["norm", "normlab ms", "native ms", "reference ms", "compiled ms", "vs native", f"vs {base}",
+    return ["norm", "normlab ms", "native ms", "reference ms", "compiled ms", "vs native", "native vs itself", f"vs {base}",
             "vs GN", "GB/s", "% of copy", "target"]
 
 
@@ -213,7 +215,8 @@ def table(rows: list[Row]) -> str:
             target, ok = r.target()
             body.append([
                 r.norm, fmt(r.ms.get("normlab"), 3), fmt(r.ms.get("native"), 3), fmt(r.ms.get("reference"), 3),
-                fmt(r.ms.get("compiled"), 3), fmt(r.ratio("normlab", "native")), fmt(r.ratio("normlab", "base")),
+                fmt(r.ms.get("compiled"), 3), fmt(r.ratio("normlab", "native")),
+                fmt(r.ratio("native again", "native")), fmt(r.ratio("normlab", "base")),
                 fmt(r.ratio("normlab", "gn")), fmt(r.gbps, 1), fmt(100 * r.gbps / r.copy_gbps, 0),
                 target if ok is None else f"{target}: {'ok' if ok else 'MISSED'}",
             ])
@@ -234,6 +237,8 @@ NOTES = [
     "vs native / BN2d (LN) / GN: normlab's time over PyTorch's layer for the same function, over native "
     "BatchNorm2d (images) or LayerNorm (tokens), over native GroupNorm, on the same tensor: the median of "
     "the ratios within each round",
+    "native vs itself: a second copy of the native layer over the first, measured the same way: the noise "
+    "of this machine for that row (a ratio of two identical kernels, 1 on a quiet machine)",
     f"GB/s: {TRAFFIC} activation-sized tensors (x, y forward; x, dy, dx backward) over normlab's time; "
     "% of copy: that over the bandwidth of copying the same tensor in the same rounds",
     f"target: a norm with a native layer at most {NATIVE_TARGET}x it; one without at most {CUSTOM_TARGET:g}x "
