@@ -152,3 +152,23 @@ def test_layer2d_takes_its_closed_form_from_an_eighth_of_the_threshold(monkeypat
     assert not calls
     layer(torch.randn(2, 8, 4, 4))
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("shape", [(4, 32, 64), (2, 32, 4, 4, 4)])
+@pytest.mark.parametrize("name", sorted(NORMS))
+def test_fused_and_composite_paths_agree_on_images_of_other_ranks(name, shape, monkeypatch):
+    """(N, C, L) and (N, C, D, H, W) pass check_input for the image layout: both paths take them."""
+    if not supports(name, "nchw"):
+        pytest.skip(f"{name} has no image layout")
+    fused_layer = make(name, "nchw", torch.float64)
+    composite = copy.deepcopy(fused_layer)
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_()
+    g = torch.randn(shape, dtype=torch.float64)
+    y = fused_layer(x)
+    y.backward(g)
+    monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", 1 << 60)
+    y2 = composite(x2)
+    y2.backward(g)
+    torch.testing.assert_close(y, y2)
+    torch.testing.assert_close(x.grad, x2.grad)

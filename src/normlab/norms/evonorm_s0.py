@@ -66,7 +66,7 @@ class EvoNormS0(AffineNorm):
         swish = x * torch.sigmoid(x * v1)
         rstd = torch.rsqrt(var + self.eps)
         if self.layout == "nchw":  # 1/std and gamma as one factor per (sample, channel): one pass, not two
-            scale = rstd.repeat_interleave(self.num_channels // g, dim=1).view(x.shape[0], -1, *[1] * (x.dim() - 2))
+            scale = _per_channel(rstd, x)
             if self.weight is None:
                 return (swish * scale).to(x.dtype)
             gamma, beta = per_channel(self.weight, x, self.layout), per_channel(self.bias, x, self.layout)
@@ -86,11 +86,10 @@ class _EvoNormS0(Function):
     @staticmethod
     def forward(ctx, x, groups, eps, v1, weight, bias):
         xs = upcast(x)
-        n, c = x.shape[:2]
-        mean, var = raw_moments(xs.view(n, groups, -1), (2,))  # (N, G, 1)
+        mean, var = raw_moments(xs.view(x.shape[0], groups, -1), (2,))  # (N, G, 1)
         rstd = torch.rsqrt(var + eps)
         sig = torch.mul(xs, per_channel(v1.detach(), x, "nchw")).sigmoid_()
-        k = _per_channel(rstd, c)  # (N, C, 1, ...): 1/std, times gamma
+        k = _per_channel(rstd, x)  # (N, C, 1, ...): 1/std, times gamma
         k = k * per_channel(weight.detach(), x, "nchw") if weight is not None else k
         y = torch.mul(xs, sig).mul_(k)
         if bias is not None:
@@ -104,12 +103,12 @@ class _EvoNormS0(Function):
     def backward(ctx, dy):
         x, sig, mean, rstd, k, v1, weight = ctx.saved_tensors
         xs, dy = upcast(x), upcast(dy)
-        n, c, g = x.shape[0], x.shape[1], ctx.groups
+        n, g = x.shape[0], ctx.groups
         block = k.shape
         f = torch.mul(xs, sig)
         g_f, g_one = block_sums(dy, f, block)  # sum(dy f), sum(dy) per sample and channel
         g_bias = g_one.sum(0).flatten() if ctx.has_bias else None
-        g_weight = (g_f * _per_channel(rstd, c)).sum(0).flatten() if weight is not None else None
+        g_weight = (g_f * _per_channel(rstd, x)).sum(0).flatten() if weight is not None else None
         gamma_f = g_f * per_channel(weight.detach(), x, "nchw") if weight is not None else g_f
         g_rstd = gamma_f.view(n, g, -1).sum(2, keepdim=True)  # (N, G, 1)
         g_var = g_rstd * rstd.pow(3) * -0.5
@@ -120,12 +119,12 @@ class _EvoNormS0(Function):
         g_v1, _ = block_sums(sb, xs, block)  # sum(df x^2 s (1 - s))
         dx = sb.mul_(per_channel(v1.detach(), x, "nchw")).addcmul_(df, sig)  # df (s + v1 x s (1 - s))
         p = g_var * (2.0 / (x.numel() // (n * g)))  # the group variance's share: 2 (x - mean) / count
-        dx.addcmul_(xs, _per_channel(p, c)).add_(_per_channel(-p * mean, c))
+        dx.addcmul_(xs, _per_channel(p, x)).add_(_per_channel(-p * mean, x))
         return dx.to(x.dtype), None, None, g_v1.sum(0).flatten().to(v1.dtype), g_weight, g_bias
 
 
-
-def _per_channel(t: torch.Tensor, c: int) -> torch.Tensor:
-    """(N, G, 1) per group as (N, C, 1, 1) per channel."""
+def _per_channel(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(N, G, 1) per group as (N, C, 1, ...) per channel of x (a copy of N * C values)."""
     n, g = t.shape[:2]
-    return t.view(n, g, 1).expand(n, g, c // g).reshape(n, c, 1, 1)
+    c = x.shape[1]
+    return t.view(n, g, 1).expand(n, g, c // g).reshape(n, c, *[1] * (x.dim() - 2))
