@@ -106,17 +106,6 @@ def test_normalize_floor_passes_gradient_only_above_it_and_the_rest_to_the_floor
     torch.testing.assert_close(torch.autograd.grad(y, (x, floor), g), torch.autograd.grad(y_ref, (x_ref, floor_ref), g))
 
 
-def test_a_layer_takes_the_fused_path_only_from_the_threshold_on(monkeypatch):
-    calls = []
-    monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", 4 * 8 * 4 * 4)
-    monkeypatch.setattr(fused._Normalize, "apply", lambda *a: calls.append(a) or a[0])
-    layer = build_norm("bln", 8)
-    layer(torch.randn(2, 8, 4, 4))
-    assert not calls
-    layer(torch.randn(4, 8, 4, 4))
-    assert len(calls) == 1
-
-
 def test_layer2d_on_channels_last_images_is_the_formula_on_the_native_rows():
     layer = build_norm("layer2d", 8).double()
     for p in layer.parameters():
@@ -143,14 +132,18 @@ def test_under_torch_compile_the_fused_norms_are_the_plain_formula_and_agree_wit
     torch.testing.assert_close(torch.autograd.grad(y_compiled, x, g)[0], torch.autograd.grad(y, x, g)[0])
 
 
-def test_layer2d_takes_its_closed_form_from_an_eighth_of_the_threshold(monkeypatch):
+@pytest.mark.parametrize("name, function, threshold, below, at", [
+    ("bln", lambda: fused._Normalize, 4 * 8 * 4 * 4, (2, 8, 4, 4), (4, 8, 4, 4)),
+    ("layer2d", lambda: layer2d._ChannelNorm, 8 * 2 * 8 * 4 * 4, (1, 8, 4, 4), (2, 8, 4, 4)),  # an eighth of it
+])
+def test_a_layer_takes_the_fused_path_only_from_its_threshold_on(name, function, threshold, below, at, monkeypatch):
     calls = []
-    monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", 8 * 2 * 8 * 4 * 4)
-    monkeypatch.setattr(layer2d._ChannelNorm, "apply", lambda *a: calls.append(a) or a[0])
-    layer = build_norm("layer2d", 8)
-    layer(torch.randn(1, 8, 4, 4))
+    monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", threshold)
+    monkeypatch.setattr(function(), "apply", lambda *a: calls.append(a) or a[0])
+    layer = build_norm(name, 8)
+    layer(torch.randn(below))
     assert not calls
-    layer(torch.randn(2, 8, 4, 4))
+    layer(torch.randn(at))
     assert len(calls) == 1
 
 

@@ -37,7 +37,7 @@ from torch import nn
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
-from normlab.norms.fused import sum_to, block_sums, moments, pool, raw_moments, scale_rows, use_fused
+from normlab.norms.fused import block_sums, moments, pool, raw_moments, scale_rows, sum_to, use_fused
 from normlab.norms.layer import AffineNorm
 from normlab.norms.layout import check_input, instance_dims, per_channel
 from normlab.norms.precision import upcast
@@ -66,7 +66,7 @@ class EvoNormB0(AffineNorm):
         if use_fused(x):
             count = x.shape[0] * math.prod(x.shape[d] for d in dims)  # values per channel
             deviations = functools.partial(self._deviations, count)
-            return _EvoNormB0.apply(x, dims, deviations, self.v1, self.weight, self.bias)
+            return _EvoNormB0.apply(x, dims, self.layout, deviations, self.v1, self.weight, self.bias)
         mu_i, var_i = moments(x, dims)  # (N, C, 1, 1) or (N, 1, C); fp32, one pass each way (fused.py)
         if self.training:
             between, mu_b = torch.var_mean(mu_i, 0, correction=0, keepdim=True)  # over the samples
@@ -97,13 +97,12 @@ class EvoNormB0(AffineNorm):
 
 class _EvoNormB0(Function):
     @staticmethod
-    def forward(ctx, x, dims, deviations, v1, weight, bias):
+    def forward(ctx, x, dims, layout, deviations, v1, weight, bias):
         xs = upcast(x)
         mean, var = raw_moments(xs, dims)  # (N, C, 1, 1) or (N, 1, C)
         with torch.enable_grad():  # the small graph from the moments to the deviations, for backward
             m, v = mean.detach().requires_grad_(), var.detach().requires_grad_()
             s_i, s_b = deviations(m, v)
-        layout = "nlc" if dims == (1,) and x.dim() == 3 else "nchw"
         v1_, s_i_, s_b_ = per_channel(v1.detach(), mean, layout), s_i.detach(), s_b.detach()
         den = scale_rows(xs, v1_.expand(mean.shape), s_i_ - s_b_)  # v1 x + s_i - s_b
         den.relu_().add_(s_b_)  # max(s_b, v1 x + s_i)
@@ -146,4 +145,4 @@ class _EvoNormB0(Function):
         g_m = g_m if g_m is not None else torch.zeros_like(m)
         p = g_v * (2.0 / ctx.count)  # the variances' share: d var / dx = 2 (x - mean) / n
         a.addcmul_(bm, per_channel(v1.detach(), m, layout), value=-1).addcmul_(xs, p).add_(g_m / ctx.count - p * m)
-        return a.to(x.dtype), None, None, g_v1.to(v1.dtype), g_weight, g_bias
+        return a.to(x.dtype), None, None, None, g_v1.to(v1.dtype), g_weight, g_bias

@@ -89,7 +89,8 @@ class GhostBatchNorm(AffineNorm):
         return normalize(x, instance_dims(x, self.layout), coeffs, self.weight, self.bias)
 
     def _coeffs(self, sizes, per_sample, mean, var, weight, bias):
-        if len(set(sizes)) == 1:  # equal ghost batches: pooled all at once, (k, n_j, C, 1, 1) -> (k, C, 1, 1)
+        equal = len(set(sizes)) == 1
+        if equal:  # equal ghost batches: pooled all at once, (k, n_j, C, 1, 1) -> (k, C, 1, 1)
             mu, var = (t.squeeze(1) for t in pool(*(t.unflatten(0, (len(sizes), -1)) for t in (mean, var)), (1,)))
         else:
             parts = [pool(m, v, (0,)) for m, v in zip(mean.split(sizes), var.split(sizes))]  # each ghost's
@@ -106,7 +107,7 @@ class GhostBatchNorm(AffineNorm):
         if weight is not None:
             gamma = per_channel(weight, mean, self.layout)
             scale, shift = scale * gamma, torch.addcmul(per_channel(bias, mean, self.layout), shift, gamma)
-        size = sizes[0] if len(set(sizes)) == 1 else torch.tensor(sizes, device=scale.device)
+        size = sizes[0] if equal else torch.tensor(sizes, device=scale.device)
         return scale.repeat_interleave(size, 0), shift.repeat_interleave(size, 0)  # per sample
 
     def extra_repr(self) -> str:
