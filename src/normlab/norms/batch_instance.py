@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normlab.norms.fused import normalize, pool, use_fused
+from normlab.norms.fused import normalize, use_fused
 from normlab.norms.layer import AffineNorm
 from normlab.norms.layout import check_input, check_statistics, instance_dims, per_channel, spatial_size
-from normlab.norms.running import add_running_stats, update_running
+from normlab.norms.running import add_running_stats, batch_moments
 
 
 class BatchInstanceNorm(AffineNorm):
@@ -85,12 +85,7 @@ class BatchInstanceNorm(AffineNorm):
 
     def _coeffs(self, count, mean, var, rho, weight, bias):
         # mean, var: InstanceNorm's, (N, C, 1, 1) or (N, 1, C); BatchNorm's pooled over the samples.
-        if self.training:
-            mu_b, var_b = pool(mean, var, (0,))
-            update_running(self, mu_b.flatten(), var_b.flatten(), count)
-        else:
-            mu_b = per_channel(self.running_mean, mean, self.layout)
-            var_b = per_channel(self.running_var, mean, self.layout)
+        mu_b, var_b = batch_moments(self, mean, var, count, self.layout)
         rho = per_channel(rho, mean, self.layout)
         r_b, r_i = torch.rsqrt(var_b + self.eps) * rho, torch.rsqrt(var + self.eps) * (1 - rho)
         scale, shift = r_b + r_i, -(mu_b * r_b + mean * r_i)  # rho x_B + (1 - rho) x_I

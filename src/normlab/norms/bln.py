@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from normlab.norms.fused import normalize, pool, use_fused
 from normlab.norms.layer import AffineNorm
 from normlab.norms.layout import check_input, check_statistics, instance_dims, per_channel, spatial_size
-from normlab.norms.running import update_running
+from normlab.norms.running import batch_moments
 
 
 class BatchLayerNorm(AffineNorm):
@@ -77,11 +77,7 @@ class BatchLayerNorm(AffineNorm):
     def _coeffs(self, count, mean, var, weight, bias):
         w = self.layer_weight
         mu_l, var_l = pool(mean, var, (1,))  # (N, 1, 1, 1): LayerNorm's (C, H, W) of each sample
-        if self.training:
-            mu_b, var_b = pool(mean, var, (0,))  # (1, C, 1, 1): BatchNorm's (N, H, W) of each channel
-            update_running(self, mu_b.flatten(), var_b.flatten(), count)
-        else:
-            mu_b, var_b = per_channel(self.running_mean, mean, "nchw"), per_channel(self.running_var, mean, "nchw")
+        mu_b, var_b = batch_moments(self, mean, var, count, "nchw")  # (1, C, 1, 1): BatchNorm's (N, H, W)
         r_l, r_b = torch.rsqrt(var_l + self.eps), torch.rsqrt(var_b + self.eps)
         scale = w * r_l + (1 - w) * r_b  # (N, C, 1, 1): x_L and x_B mixed, as one scale and shift
         shift = -(w * mu_l * r_l + (1 - w) * mu_b * r_b)

@@ -37,11 +37,11 @@ from torch import nn
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
-from normlab.norms.fused import block_sums, moments, pool, raw_moments, scale_rows, sum_to, use_fused
+from normlab.norms.fused import block_sums, moments, raw_moments, scale_rows, sum_to, use_fused
 from normlab.norms.layer import AffineNorm
 from normlab.norms.layout import check_input, instance_dims, per_channel
 from normlab.norms.precision import upcast
-from normlab.norms.running import add_running_stats, update_running
+from normlab.norms.running import add_running_stats, batch_moments, update_running
 
 
 class EvoNormB0(AffineNorm):
@@ -87,11 +87,7 @@ class EvoNormB0(AffineNorm):
     def _deviations(self, count, mean, var):
         """sqrt(var + eps) of the instances (per sample and channel) and of the batch (per
         channel; the running estimate in eval mode), from the instance moments."""
-        if self.training:
-            mu_b, var_b = pool(mean, var, (0,))  # over the samples
-            update_running(self, mu_b.flatten(), var_b.flatten(), count)
-        else:
-            var_b = per_channel(self.running_var, mean, self.layout)
+        _, var_b = batch_moments(self, mean, var, count, self.layout)
         return torch.sqrt(var + self.eps), torch.sqrt(var_b + self.eps)
 
 

@@ -13,6 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from normlab.norms.fused import pool
+from normlab.norms.layout import per_channel
+
 
 def add_running_stats(m: nn.Module, num_channels: int) -> None:
     m.register_buffer("running_mean", torch.zeros(num_channels))
@@ -25,3 +28,15 @@ def update_running(m: nn.Module, mean: torch.Tensor, var: torch.Tensor, count: i
     unbiased = var * (count / max(count - 1, 1))
     m.running_mean.lerp_(mean.to(m.running_mean.dtype), m.momentum)
     m.running_var.lerp_(unbiased.to(m.running_var.dtype), m.momentum)
+
+
+def batch_moments(m: nn.Module, mean: torch.Tensor, var: torch.Tensor, count: int, layout: str):
+    """BatchNorm's per-channel mean and biased variance, shaped like one sample of ``mean``: in
+    training pooled over the samples from the per-(sample, channel) moments ``mean``, ``var``
+    ((N, C, 1, 1) or (N, 1, C); ``count`` values per channel), the running estimate updated;
+    in eval mode the running estimate."""
+    if m.training:
+        mu_b, var_b = pool(mean, var, (0,))
+        update_running(m, mu_b.flatten(), var_b.flatten(), count)
+        return mu_b, var_b
+    return per_channel(m.running_mean, mean, layout), per_channel(m.running_var, mean, layout)

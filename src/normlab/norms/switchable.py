@@ -42,7 +42,7 @@ from normlab.norms.fused import block_sums, moments, normalize, pool, raw_moment
 from normlab.norms.layer import AffineNorm
 from normlab.norms.layout import check_input, instance_dims, per_channel
 from normlab.norms.precision import upcast
-from normlab.norms.running import add_running_stats, update_running
+from normlab.norms.running import add_running_stats, batch_moments, update_running
 
 PARTS = ("in", "ln", "bn")
 
@@ -119,22 +119,14 @@ class SwitchableNorm(AffineNorm):
     def _token_coeffs(self, m_in, v_in, m_ln, v_ln, mean_weight, var_weight):
         """(P, Q, Pv, Qv) of the mixed mean P + Q and variance Pv + Qv (eps in Qv) from the
         per-(sample, channel) moments (N, 1, C) and the per-token ones (N, L, 1)."""
-        if self.training:
-            m_bn, v_bn = pool(m_in, v_in, (0,))  # (1, 1, C)
-            update_running(self, m_bn.flatten(), v_bn.flatten(), m_in.shape[0] * m_ln.shape[1])
-        else:
-            m_bn, v_bn = per_channel(self.running_mean, m_in, "nlc"), per_channel(self.running_var, m_in, "nlc")
+        m_bn, v_bn = batch_moments(self, m_in, v_in, m_in.shape[0] * m_ln.shape[1], "nlc")  # (1, 1, C)
         wm, wv = torch.softmax(mean_weight, 0), torch.softmax(var_weight, 0)
         return (wm[0] * m_in + wm[2] * m_bn, wm[1] * m_ln,
                 wv[0] * v_in + wv[2] * v_bn, wv[1] * v_ln + self.eps)
 
     def _coeffs(self, count, mean, var, mean_weight, var_weight, weight, bias):
         mu_ln, var_ln = pool(mean, var, (1,))  # (N, 1, 1, 1); mean, var: IN's (N, C, 1, 1)
-        if self.training:
-            mu_bn, var_bn = pool(mean, var, (0,))  # (1, C, 1, 1)
-            update_running(self, mu_bn.flatten(), var_bn.flatten(), count)
-        else:
-            mu_bn, var_bn = per_channel(self.running_mean, mean, "nchw"), per_channel(self.running_var, mean, "nchw")
+        mu_bn, var_bn = batch_moments(self, mean, var, count, "nchw")  # (1, C, 1, 1)
         wm, wv = torch.softmax(mean_weight, 0), torch.softmax(var_weight, 0)
         mu = wm[0] * mean + wm[1] * mu_ln + wm[2] * mu_bn
         scale = torch.rsqrt(wv[0] * var + wv[1] * var_ln + wv[2] * var_bn + self.eps)
