@@ -137,6 +137,7 @@ def test_under_torch_compile_the_fused_norms_are_the_plain_formula_and_agree_wit
     ("layer2d", lambda: layer2d._ChannelNorm, 8 * 2 * 8 * 4 * 4, (1, 8, 4, 4), (2, 8, 4, 4)),  # an eighth of it
 ])
 def test_a_layer_takes_the_fused_path_only_from_its_threshold_on(name, function, threshold, below, at, monkeypatch):
+    monkeypatch.setenv("NORMLAB_CPU_KERNELS", "0")  # the PyTorch path's thresholds (the kernels': test_kernels.py)
     calls = []
     monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", threshold)
     monkeypatch.setattr(function(), "apply", lambda *a: calls.append(a) or a[0])

@@ -5,6 +5,8 @@ slows every variant alike), one forward and one backward pass, in training mode,
 
 - ``normlab``: the layer ``build_norm`` returns;
 - ``native``: PyTorch's own layer for the same function (``native.py``), where there is one;
+- ``pytorch path``: where there is none, the normlab layer with its C kernels off
+  (``normlab.kernels``): the path it takes on GPUs, in bf16, or without a C compiler;
 - ``reference``: the paper's formula as ``norms/reference.py`` writes it, one tensor op per
   line: what a naive layer costs;
 - ``compiled``: the normlab layer through ``torch.compile`` (inductor's generated, fused kernels);
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from normlab import kernels
 from normlab.bench.native import native
 from normlab.bench.report import fmt, markdown, median, warn_if_busy, write_report
 from normlab.errors import ConfigError
@@ -55,6 +58,18 @@ class Formula(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fn(self.layer, x)
+
+
+class WithoutKernels(nn.Module):
+    """A normlab layer with its C kernels off: the PyTorch path it takes elsewhere."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with kernels.off():  # backward follows the path forward took
+            return self.layer(x)
 
 
 class Copy(nn.Module):
@@ -177,6 +192,8 @@ def bench_norm(name: str, case: Case, rounds: int, compile_: bool, seconds: floa
         modules["native"] = same.to(device)
         # The same kernel timed twice: how far apart two identical things read on this machine.
         modules["native again"] = copy.deepcopy(modules["native"])
+    elif device.type == "cpu" and name != "none":
+        modules["pytorch path"] = WithoutKernels(copy.deepcopy(layer))
     modules["reference"] = Formula(name, copy.deepcopy(layer))
     if compile_:
         modules["compiled"] = torch.compile(copy.deepcopy(layer), dynamic=False)
@@ -202,8 +219,8 @@ def bench_norm(name: str, case: Case, rounds: int, compile_: bool, seconds: floa
 
 def columns(case_nchw: bool) -> list[str]:
     base = "BN2d" if case_nchw else "LN"
-    return ["norm", "normlab ms", "native ms", "reference ms", "compiled ms", "vs native", "native vs itself", f"vs {base}",
-            "vs GN", "GB/s", "% of copy", "target"]
+    return ["norm", "normlab ms", "native ms", "PyTorch path ms", "reference ms", "compiled ms", "vs native",
+            "native vs itself", f"vs {base}", "vs GN", "GB/s", "% of copy", "target"]
 
 
 def table(rows: list[Row]) -> str:
@@ -214,7 +231,8 @@ def table(rows: list[Row]) -> str:
         for r in group:
             target, ok = r.target()
             body.append([
-                r.norm, fmt(r.ms.get("normlab"), 3), fmt(r.ms.get("native"), 3), fmt(r.ms.get("reference"), 3),
+                r.norm, fmt(r.ms.get("normlab"), 3), fmt(r.ms.get("native"), 3), fmt(r.ms.get("pytorch path"), 3),
+                fmt(r.ms.get("reference"), 3),
                 fmt(r.ms.get("compiled"), 3), fmt(r.ratio("normlab", "native")),
                 fmt(r.ratio("native again", "native")), fmt(r.ratio("normlab", "base")),
                 fmt(r.ratio("normlab", "gn")), fmt(r.gbps, 1), fmt(100 * r.gbps / r.copy_gbps, 0),
@@ -237,6 +255,8 @@ NOTES = [
     "vs native / BN2d (LN) / GN: normlab's time over PyTorch's layer for the same function, over native "
     "BatchNorm2d (images) or LayerNorm (tokens), over native GroupNorm, on the same tensor: the median of "
     "the ratios within each round",
+    "PyTorch path: normlab's layer with its C kernels off (NORMLAB_CPU_KERNELS=0, or no C compiler), "
+    "as it runs on GPUs and in bf16",
     "native vs itself: a second copy of the native layer over the first, measured the same way: the noise "
     "of this machine for that row (a ratio of two identical kernels, 1 on a quiet machine)",
     f"GB/s: {TRAFFIC} activation-sized tensors (x, y forward; x, dy, dx backward) over normlab's time; "

@@ -27,6 +27,12 @@ its output forward and dx backward and little else, as GroupNorm's kernels do; t
 statistics kernel's normalized output becomes the layer's output in place. The rest is fixed
 cost, about a hundred small-tensor ops per call (coefficients, their autograd): 1-2 ms, which
 is why small inputs keep the composite path.
+
+On the CPU, for contiguous fp32 x whose blocks are rows (a sample's channel), the passes are
+C loops (``normlab/kernels/rows.c``): the moments in one read of each row, ``x a + b`` and the
+floor in one pass, the two sums in one and dx in one more, without the normalized copy and the
+in-place passes PyTorch's kernels need. Elsewhere (GPUs, bf16, no C compiler) the same
+function runs on PyTorch's kernels as described above.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ import torch
 from torch.autograd import Function
 from torch.autograd.function import once_differentiable
 
+from normlab import kernels
+from normlab.kernels import rows
 from normlab.norms.precision import upcast
 
 
@@ -170,7 +178,12 @@ class _Normalize(Function):
     def forward(ctx, x, dims, coeffs, floor, center, *params):
         xs = upcast(x)
         count = math.prod(x.shape[d] for d in dims)
-        if center:
+        on_rows = trailing(x, dims) and kernels.ready("rows", x)
+        if on_rows:  # the C kernels: moments in one read of each row (rows.c)
+            shape = x.shape[: x.dim() - len(dims)] + (1,) * len(dims)
+            mean, var = (t.view(shape) for t in rows.moments(x, x.numel() // count, center))
+            y, unit = None, None
+        elif center:
             mean, var, y, unit = _centered(xs, dims)
         else:  # moments about zero (FRN's nu^2): one read of x
             var = sum_squares(xs, dims).div_(count)
@@ -180,17 +193,22 @@ class _Normalize(Function):
             leaves = [t.detach().requires_grad_(t.requires_grad) if t is not None else None for t in params]
             a, b = coeffs(m, v, *leaves)
         a_, b_ = a.detach(), b.detach() if b is not None else None
-        if y is None:
+        ctx.on_rows = on_rows and all(t is None or fits(t, m) for t in (a_, b_, floor))
+        if ctx.on_rows:  # x a + b (and the floor) in one pass, one factor per row
+            y = rows.affine(x, *(_per_row(t, m) for t in (a_, b_, floor)))
+            floor_rows = _per_row(floor, m)
+        elif y is None:
             y = scale_rows(xs, a_, b_)
         else:  # a x + b = (a unit) y + (b + a mean), written over y (addcmul with out=y took 3x as long)
             shift = torch.addcmul(b_, a_, mean) if b_ is not None else a_ * mean
             y.mul_(a_ * unit if unit is not None else a_).add_(shift)
-        if floor is not None:
+        if floor is not None and not ctx.on_rows:
             y.clamp_min_(floor)
         y = y.to(x.dtype)
-        ctx.save_for_backward(x, y if floor is not None else None, floor)
+        ctx.save_for_backward(x, y if floor is not None else None, floor_rows if ctx.on_rows else floor)
         ctx.graph = (m, v, leaves, a, b)
         ctx.count, ctx.center = count, center
+        ctx.floor_shape = floor.shape if floor is not None else None
         return y
 
     @staticmethod
@@ -198,6 +216,8 @@ class _Normalize(Function):
     def backward(ctx, dy):
         x, y, floor = ctx.saved_tensors
         m, v, leaves, a, b = ctx.graph
+        if ctx.on_rows:
+            return _rows_backward(ctx, dy.contiguous(), x, y, floor)
         xs, dy = upcast(x), upcast(dy)
         masked, g_floor = None, None
         if floor is not None:
@@ -215,24 +235,49 @@ class _Normalize(Function):
             grads = [sum_to(dy * xs, a.shape)] + ([sum_to(dy, b.shape)] if b is not None else [])
             if floor is not None:
                 g_floor = total - sum_to(dy, floor.shape)
-        outputs = [a] + ([b] if b is not None else [])
-        learned = [t for t in leaves if t is not None and t.requires_grad]
-        found = torch.autograd.grad(outputs, [m, v, *learned], [g.to(o.dtype) for g, o in zip(grads, outputs)],
-                                    allow_unused=True)
-        g_m, g_v = (g if g is not None else torch.zeros_like(t) for g, t in zip(found[:2], (m, v)))
-        # dx = dy a + x p + q, the last two the moments' share: d var / dx = 2 (x - mean) / n
-        # (about zero when not centered), d mean / dx = 1 / n.
-        p = g_v * (2.0 / ctx.count)
-        q = g_m / ctx.count - p * m.detach() if ctx.center else None
+        p, q, g_params = _through_coeffs(ctx, grads)
         if masked is not None:  # dy is in the buffer that becomes dx
             dx = masked.mul_(a.detach()).addcmul_(xs, p)
             dx = dx.add_(q) if q is not None else dx
         else:
             dx = scale_rows(xs, p, q).addcmul_(dy, a.detach())
-        by_leaf = iter(found[2:])
-        g_params = [next(by_leaf) if t is not None and t.requires_grad else None for t in leaves]
         g_floor = g_floor.to(floor.dtype) if g_floor is not None else None
         return (dx.to(x.dtype), None, None, g_floor, None, *g_params)
+
+
+def _through_coeffs(ctx, grads):
+    """The gradients of (a, b) through ``coeffs`` to the moments and the parameters: dx's
+    per-block factors p, q (q None when not centered) and the parameters' gradients."""
+    m, v, leaves, a, b = ctx.graph
+    outputs = [a] + ([b] if b is not None else [])
+    learned = [t for t in leaves if t is not None and t.requires_grad]
+    found = torch.autograd.grad(outputs, [m, v, *learned], [g.to(o.dtype) for g, o in zip(grads, outputs)],
+                                allow_unused=True)
+    g_m, g_v = (g if g is not None else torch.zeros_like(t) for g, t in zip(found[:2], (m, v)))
+    # dx = dy a + x p + q, the last two the moments' share: d var / dx = 2 (x - mean) / n
+    # (about zero when not centered), d mean / dx = 1 / n.
+    p = g_v * (2.0 / ctx.count)
+    q = g_m / ctx.count - p * m.detach() if ctx.center else None
+    by_leaf = iter(found[2:])
+    return p, q, [next(by_leaf) if t is not None and t.requires_grad else None for t in leaves]
+
+
+def _rows_backward(ctx, dy, x, y, floor_rows):
+    """``_Normalize``'s backward by the C kernels (rows.c): the sums in one pass, dx in another."""
+    m, _, leaves, a, b = ctx.graph
+    s_g, s_gx, s_dy = rows.grad_sums(dy, x, y, floor_rows, m.numel())
+    grads = [sum_to(s_gx.view(m.shape), a.shape)] + ([sum_to(s_g.view(m.shape), b.shape)] if b is not None else [])
+    p, q, g_params = _through_coeffs(ctx, grads)
+    dx = rows.dx(dy, x, y, floor_rows, _per_row(a.detach(), m), _per_row(p, m), _per_row(q, m))
+    g_floor = None
+    if floor_rows is not None:  # what the mask kept from x's gradient went to the floor
+        g_floor = sum_to((s_dy - s_g).view(m.shape), ctx.floor_shape)
+    return (dx, None, None, g_floor, None, *g_params)
+
+
+def _per_row(t: torch.Tensor | None, block: torch.Tensor) -> torch.Tensor | None:
+    """One contiguous fp32 value per block (row) of ``block``'s shape, for the C kernels."""
+    return None if t is None else t.float().expand(block.shape).contiguous()
 
 
 def normalize(x: torch.Tensor, dims: tuple[int, ...], coeffs, *params: torch.Tensor | None,
