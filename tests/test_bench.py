@@ -43,8 +43,9 @@ def test_bench_norms_quick_has_a_row_per_norm_and_layout_with_finite_times(tmp_p
     expected = {(n, layout) for n in NORMS for layout in ("nchw", "nlc") if supports(n, layout)}
     assert {(r.norm, r.case.layout) for r in rows} == expected
     for r in rows:
-        needed = ["normlab", "reference", "base", "gn", "copy"] + (["native"] if native(r.norm, build_norm(
-            r.norm, r.case.channels, r.case.layout)) is not None else [])
+        has_native = native(r.norm, build_norm(r.norm, r.case.channels, r.case.layout)) is not None
+        needed = ["normlab", "reference", "base", "gn", "copy"] + (
+            ["native"] if has_native else ["pytorch path"] if r.norm != "none" else [])
         assert all(math.isfinite(r.ms[k]) and r.ms[k] > 0 for k in needed), (r.norm, r.case.label, r.ms)
         assert "compiled" not in r.ms  # --quick does not compile
         assert math.isfinite(r.gbps) and r.gbps > 0 and r.target()[1] in (True, False, None)
@@ -71,6 +72,17 @@ def test_bench_train_quick_times_both_loops_of_every_config(tmp_path):
         assert math.isfinite(r.ratios(0)[0])
     text = out.read_text()
     assert "resnet20 batch b2" in text and "gpt (task=lm)" in text and "normlab / hand" in text
+
+
+def test_paired_steps_split_each_turn_between_the_two_loops():
+    hand, normlab = bench_train.Clock(), bench_train.Clock()
+    # turn k: a hand step from hand.wall[k] to normlab.wall[k], then normlab's until hand.wall[k + 1]
+    hand.wall, normlab.wall = [0.0, 10.0, 20.0, 31.0], [3.0, 14.0, 25.0, 35.0]
+    hand.cpu, normlab.cpu = [0.0, 1.0, 2.0, 3.0], [0.5, 1.5, 2.5, 3.5]
+    (h_wall, h_cpu), (n_wall, n_cpu) = bench_train.paired_steps(hand, normlab, warmup=1)
+    assert h_wall == 4.0  # median of 4, 5, 4 (the first turn is warm-up)
+    assert n_wall == 6.0  # median of 6, 6
+    assert h_cpu == n_cpu == 0.5
 
 
 def test_bench_train_refuses_too_few_steps_with_a_fix():

@@ -1,18 +1,22 @@
 """Training steps per second through normlab's Lightning path, against a hand-written PyTorch loop.
 
-For each configuration (task, norm, batch size), in one process, ``repeats`` times and in
-alternating order, ``steps`` training steps of:
+For each configuration (task, norm, batch size), in one process, ``repeats`` runs of
+``steps`` training steps of both, in turn, step by step:
 
-- ``hand``: the same model, data, augmentation, optimizer, schedule and gradient clipping in a
-  plain loop: next batch, augment, forward, loss, zero_grad, backward, step. Nothing else;
 - ``normlab``: what ``python train.py`` runs: loggers, the Trainer with normlab's callbacks and
-  progress bar, the LightningModule with its metrics, ``fit``.
+  progress bar, the LightningModule with its metrics, ``fit``;
+- ``hand``: the same model (same seed), data, augmentation, optimizer, schedule and gradient
+  clipping in a plain loop: next batch, augment, forward, loss, zero_grad, backward, step.
+  Nothing else. One of its steps runs at the start of each normlab step, from the
+  LightningModule's ``on_train_batch_start``, and is timed on its own.
 
-A step's time is the interval between the starts of two consecutive steps, so it holds
-everything a step costs (data, augmentation, forward, backward, optimizer, callbacks, logging);
-a run's figure is its median step after ``warmup`` steps, and the ratio normlab / hand is
-taken per repeat, then its median over repeats. ``cpu`` ratios use process time instead of
-wall time: on a machine busy with other work they move less.
+Step by step, because a shared virtual machine's speed drifts by a third over seconds: two
+loops run one after the other, a few seconds each, measured that drift as often as the
+difference between them (ratios of 0.8-1.6 between repeats, 2026-11-29). A normlab step runs
+from the end of a hand step to the start of the next, so it holds everything the Lightning
+path does between steps (data, augmentation, forward, backward, optimizer, callbacks,
+logging). A run's figure is each loop's median step after ``warmup`` steps; the ratio normlab /
+hand is taken per run, then its median over the runs. ``cpu`` ratios use process time.
 
     python scripts/bench_train.py threads=1        # ResNet-20, BN and GN, batch 2, 8, 32; and task=lm
     python scripts/bench_train.py --quick          # a few steps of each: a smoke test
@@ -49,22 +53,29 @@ DEFAULT_THREADS = torch.get_num_threads()
 RESNET_TARGET = 1.15  # normlab's step at batch 2 on the default ResNet: at most this many hand-written steps
 
 
-class StepClock:
-    """Wall and process time at the start of every training step."""
+class Clock:
+    """Wall and process time at marked instants."""
 
-    def __init__(self):
+    def __init__(self, sync=lambda: None):
         self.wall: list[float] = []
         self.cpu: list[float] = []
+        self.sync = sync
 
     def tick(self) -> None:
+        self.sync()  # on a GPU, a step's time is its kernels' too
         self.wall.append(time.perf_counter())
         self.cpu.append(time.process_time())
 
-    def step(self, warmup: int) -> tuple[float, float]:
-        """Median seconds per step, wall and process time, after ``warmup`` steps."""
-        def per_step(t):
-            return median(b - a for a, b in zip(t[warmup:], t[warmup + 1:]))
-        return per_step(self.wall), per_step(self.cpu)
+
+def paired_steps(hand: Clock, normlab: Clock, warmup: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Median seconds per step (wall, cpu) of each loop, after ``warmup`` steps: ``hand`` ticks
+    before each hand-written step and ``normlab`` after it, so a hand step runs from a ``hand``
+    tick to the next ``normlab`` one, and a normlab step from there to the next ``hand`` tick."""
+    def per_step(starts, ends, nxt):
+        return median(b - a for a, b in zip(starts[warmup:], ends[warmup:])) if nxt is None else \
+            median(b - a for a, b in zip(ends[warmup:], nxt[warmup + 1:]))
+    return ((per_step(hand.wall, normlab.wall, None), per_step(hand.cpu, normlab.cpu, None)),
+            (per_step(None, normlab.wall, hand.wall), per_step(None, normlab.cpu, hand.cpu)))
 
 
 @dataclass
@@ -121,51 +132,65 @@ def endless(loader):
         yield from loader
 
 
-def hand_loop(cfg: DictConfig, steps: int, clock: StepClock) -> None:
-    """The same model, data and optimizer as ``cfg``'s run, in the plainest PyTorch loop."""
-    L.seed_everything(cfg.seed, verbose=False)
-    module, data = build_task(cfg, 1)
-    device, autocast = device_of(cfg)
-    model = module.model.to(device).train()
-    module.trainer = Schedule(steps, cfg.trainer.get("gradient_clip_val"), str(cfg.trainer.precision))
-    optimizers = module.configure_optimizers()
-    module.trainer = None
-    opt, sched = optimizers["optimizer"], optimizers["lr_scheduler"]["scheduler"]
-    clip = cfg.trainer.get("gradient_clip_val")
-    if cfg.trainer.get("compile", False):
-        model = torch.compile(model)
-    images = cfg.task.name == "classify"
-    batches = endless(data.train_dataloader())
-    for _ in range(steps):
-        clock.tick()
-        x, y = (t.to(device, non_blocking=True) for t in next(batches))
-        if images:
-            x, y = data.prepare((x, y), train=True)  # crop, flip, standardize: what the Lightning path does
-        with autocast:
-            logits = model(x)  # (N, classes), or (B, T, vocab) for text
-            loss = F.cross_entropy(logits, y) if images else F.cross_entropy(logits.flatten(0, 1), y.flatten())
-        opt.zero_grad(set_to_none=True)
+class HandLoop:
+    """The same model, data and optimizer as ``cfg``'s run, stepped by the plainest PyTorch loop:
+    next batch, augment, forward, loss, zero_grad, backward, clip, step."""
+
+    def __init__(self, cfg: DictConfig):
+        L.seed_everything(cfg.seed, verbose=False)
+        module, self.data = build_task(cfg, 1)
+        self.device, self.autocast = device_of(cfg)
+        self.model = module.model.to(self.device).train()
+        module.trainer = Schedule(cfg.trainer.max_steps, cfg.trainer.get("gradient_clip_val"),
+                                  str(cfg.trainer.precision))
+        optimizers = module.configure_optimizers()
+        module.trainer = None
+        self.opt, self.sched = optimizers["optimizer"], optimizers["lr_scheduler"]["scheduler"]
+        self.clip = cfg.trainer.get("gradient_clip_val")
+        if cfg.trainer.get("compile", False):
+            self.model = torch.compile(self.model)
+        self.images = cfg.task.name == "classify"
+        self.batches = endless(self.data.train_dataloader())
+
+    def step(self) -> None:
+        x, y = (t.to(self.device, non_blocking=True) for t in next(self.batches))
+        if self.images:
+            x, y = self.data.prepare((x, y), train=True)  # crop, flip, standardize: what the Lightning path does
+        with self.autocast:
+            logits = self.model(x)  # (N, classes), or (B, T, vocab) for text
+            if self.images:
+                loss = F.cross_entropy(logits, y)
+            else:
+                loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        opt.step()
-        sched.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+        if self.clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        self.opt.step()
+        self.sched.step()
 
 
-def lightning_run(cfg: DictConfig, clock: StepClock) -> None:
-    """What ``normlab.run.train`` does up to the end of ``fit`` (no test): loggers, Trainer, task, fit."""
+def paired_run(cfg: DictConfig, hand: Clock, normlab: Clock) -> None:
+    """What ``normlab.run.train`` does up to the end of ``fit`` (no test): loggers, Trainer, task,
+    fit; with one step of ``HandLoop`` before each of its steps, so that both loops see the
+    machine in the same state (on a shared VM its speed drifts by a third over seconds)."""
     check_config(cfg)
+    loop = HandLoop(cfg)  # seeded as the run is: the same initial model
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(cfg.paths.output_dir)
     loggers = build_loggers(OmegaConf.to_container(cfg, resolve=True), run_dir)
     try:
         trainer = build_trainer(cfg, run_dir, loggers)
         module, data = build_task(cfg, trainer.world_size)
-        # The LightningModule's own hook, called once per step: a callback would add Lightning's
-        # per-callback dispatch at every hook to normlab's side of the comparison.
-        module.on_train_batch_start = lambda batch, batch_idx: clock.tick()
+        # The LightningModule's own hook, called once per step (a callback would add Lightning's
+        # per-callback dispatch at every hook to normlab's side of the comparison): a hand step,
+        # then normlab's, whose time runs from here to the next call.
+        def hand_step_first(batch, batch_idx):
+            hand.tick()
+            loop.step()
+            normlab.tick()
+
+        module.on_train_batch_start = hand_step_first
         if cfg.trainer.get("compile", False):
             module.model = torch.compile(module.model)
         trainer.fit(module, datamodule=data)
@@ -193,18 +218,15 @@ def bench(label: str, overrides: list[str], steps: int, repeats: int, warmup: in
         result = Result(label, base.task.name, base.norm.name, base.data.batch, steps)
         torch.set_num_threads(base.get("threads") or DEFAULT_THREADS)  # as run.train: both loops, the run's threads
         for r in range(repeats):
-            order = ("hand", "normlab") if r % 2 == 0 else ("normlab", "hand")
-            for which in order:
-                clock = StepClock()
-                cfg = compose([*overrides, f"trainer.max_steps={steps}", "trainer.max_epochs=1000"],
-                              str(Path(tmp) / f"{which}{r}"))
-                with quiet():
-                    if which == "hand":
-                        hand_loop(cfg, steps, clock)
-                    else:
-                        lightning_run(cfg, clock)
-                getattr(result, which).append(clock.step(warmup))
-            h, n = result.hand[-1][0], result.normlab[-1][0]
+            cfg = compose([*overrides, f"trainer.max_steps={steps}", "trainer.max_epochs=1000"], str(Path(tmp) / f"{r}"))
+            sync = torch.cuda.synchronize if device_of(cfg)[0].type == "cuda" else (lambda: None)
+            hand, normlab = Clock(sync), Clock(sync)
+            with quiet():
+                paired_run(cfg, hand, normlab)
+            h_step, n_step = paired_steps(hand, normlab, warmup)
+            result.hand.append(h_step)
+            result.normlab.append(n_step)
+            h, n = h_step[0], n_step[0]
             print(f"  {label:28s} repeat {r + 1}/{repeats}: hand {1e3 * h:7.2f} ms  normlab {1e3 * n:7.2f} ms  "
                   f"ratio {n / h:.3f}", flush=True)
     return result
@@ -274,11 +296,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 NOTES = [
-    "steps/s: one over the median step of the runs (a step: from the start of one training step to the next)",
+    "steps/s: one over the median step of the runs (a hand step timed on its own; a normlab step from the end of "
+    "the hand step before it to the start of the next)",
     "normlab / hand: normlab's median step over the hand-written loop's, per repeat; median and range over "
     "repeats; cpu ratio: the same with process time",
     f"target: at most {RESNET_TARGET} for ResNet-20 at batch 2 (2 CPU cores, fp32)",
-    "both loops build the model with the same seed and run in the same process, alternately",
+    "both loops build the model with the same seed and run in the same process, in turn step by step",
 ]
 
 
