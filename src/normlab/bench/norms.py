@@ -144,26 +144,29 @@ def fwd_bwd(module: nn.Module, x: torch.Tensor, autocast) -> tuple:
     return run, x.numel() * (3 * x.element_size() + 2 * y.element_size())
 
 
-PAIRED = ("normlab", "native", "native again", "gn")  # the targets' ratios: timed side by side, every round
-SLOW = ("reference",)  # 5-10x the others: every sixth round only, to keep the run short
-SIDE_EVERY, SLOW_EVERY = 3, 6  # the other variants (compiled, PyTorch path, the yardsticks) every third round
-# A norm with a native layer is held to 1.05x it: its ratio needs about 150 rounds to settle
-# within 1-2% on this VM (25-50, the default two seconds, left one row in 16 above 1.05 by
-# chance in each run, measured 2026-11-29); it gets three times the seconds.
-NATIVE_SECONDS = 3
+# The variants a target compares, timed side by side every round: normlab and its native layer
+# (and the copy of it), or, for a norm without one, normlab and native GroupNorm.
+PAIRED = {True: ("normlab", "native", "native again"), False: ("normlab", "gn")}
+SLOW = ("reference",)  # 5-10x the others: every tenth round only, to keep the run short
+SIDE_EVERY, SLOW_EVERY = 3, 10  # the other variants (compiled, PyTorch path, the yardsticks) every third round
+# A norm with a native layer is held to 1.05x it: its ratio needs 100-150 rounds to settle
+# within 1-2% on this VM (25-50, two seconds' worth, left one row in 16 above 1.05 by chance
+# in each run, measured 2026-11-29). The 2x target of the others has room for a few percent.
+NATIVE_ROUNDS = 100
 
 
-def every(variant: str) -> int:
+def every(variant: str, paired: tuple[str, ...]) -> int:
     """Rounds between two timings of ``variant``."""
-    return 1 if variant in PAIRED else SLOW_EVERY if variant in SLOW else SIDE_EVERY
+    return 1 if variant in paired else SLOW_EVERY if variant in SLOW else SIDE_EVERY
 
 
 def measure(runs: dict, rounds: int, sync, seconds: float = 0.0) -> dict[str, list[float]]:
     """Milliseconds of each closure in each round (nan where it was not timed): the compared ones
-    (``PAIRED``) every round, the others every ``every(k)`` rounds, in a new random order each
+    (``PAIRED``) every round, the others every ``every(k, paired)`` rounds, in a new random order each
     round: a fixed or rotating order has each variant always follow the same one, and so inherit
     its effect on the caches and the allocator. At least ``rounds`` rounds, more until about
     ``seconds`` of rounds: fast norms need many for their ratios to settle."""
+    paired = PAIRED["native" in runs]
     one_round = 0.0
     for k, fn in runs.items():  # warm-up: allocator, caches, lazy initialisation (and compilation)
         fn()
@@ -171,21 +174,21 @@ def measure(runs: dict, rounds: int, sync, seconds: float = 0.0) -> dict[str, li
         t = time.perf_counter()
         fn()
         sync()
-        one_round += (time.perf_counter() - t) / every(k)
+        one_round += (time.perf_counter() - t) / every(k, paired)
     rounds = min(max(rounds, math.ceil(seconds / max(one_round, 1e-9))), 400)
     times = {k: [math.nan] * rounds for k in runs}
     # The variants the targets compare run next to each other in every round (in a random order
     # among themselves), as one item among the rest: on a virtual machine whose speed drifts
     # within a round, a pair timed far apart in it reads up to 10% apart; timed together, the
     # ratio of two copies of one native layer settles within 2% (measured 2026-11-29).
-    together = [k for k in runs if k in PAIRED]
-    items = [k for k in runs if k not in PAIRED] + ([tuple(together)] if together else [])
+    together = [k for k in runs if k in paired]
+    items = [k for k in runs if k not in paired] + ([tuple(together)] if together else [])
     rng = random.Random(0)
     for r in range(rounds):
         order = [k for item in rng.sample(items, len(items))
                  for k in (rng.sample(item, len(item)) if isinstance(item, tuple) else [item])]
         for k in order:
-            if r % every(k):
+            if r % every(k, paired):
                 continue
             sync()
             t = time.perf_counter()
@@ -231,7 +234,7 @@ def bench_norm(name: str, case: Case, rounds: int, compile_: bool, seconds: floa
             continue
         if k == "normlab":
             row.bytes_moved, row.x_bytes = nbytes, x.numel() * x.element_size()
-    row.rounds = measure(runs, rounds, sync, seconds * (NATIVE_SECONDS if "native" in runs else 1))
+    row.rounds = measure(runs, max(rounds, NATIVE_ROUNDS) if "native" in runs and seconds else rounds, sync, seconds)
     row.ms = {k: median(t for t in v if math.isfinite(t)) for k, v in row.rounds.items()}
     return row
 
@@ -270,9 +273,9 @@ def _gbps(nbytes: float, ms: float) -> float:
 
 NOTES = [
     "times: median milliseconds of one forward + backward pass in training mode (gradients of the input "
-    "and the parameters), in rounds in a random order: normlab, the native layer, its copy and native GroupNorm "
-    "side by side every round, the other variants every third round (the reference every sixth); rows with a "
-    "native layer get three times the rounds",
+    "and the parameters), in rounds in a random order: normlab side by side with the native layer and its copy "
+    f"(at least {NATIVE_ROUNDS} rounds), or with native GroupNorm, every round; the other variants every "
+    f"{SIDE_EVERY}rd round, the reference every {SLOW_EVERY}th",
     "vs native / BN2d (LN) / GN: normlab's time over PyTorch's layer for the same function, over native "
     "BatchNorm2d (images) or LayerNorm (tokens), over native GroupNorm, on the same tensor: the median of "
     "the ratios within each round",
@@ -299,7 +302,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="default: fp32 on the CPU, fp32 and bf16 (autocast) on CUDA")
     p.add_argument("--rounds", type=int, default=None, help="timed rounds per norm, at least (default 25; --quick 2)")
     p.add_argument("--seconds", type=float, default=None,
-                   help="more rounds until about this long per norm and layout (default 2; --quick 0)")
+                   help="more rounds until about this long per norm and layout (default 1.5; --quick 0)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="also time torch.compile (default: on; off with --quick)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -328,7 +331,7 @@ def run(args: argparse.Namespace) -> list[Row]:
         if name not in NORMS:
             raise ConfigError(f"--norms {name}: no such norm. Fix: use registered names ({', '.join(NORMS)}).")
     rounds = args.rounds or (2 if args.quick else 25)
-    args.seconds = args.seconds if args.seconds is not None else (0.0 if args.quick else 2.0)
+    args.seconds = args.seconds if args.seconds is not None else (0.0 if args.quick else 1.5)
     compile_ = (not args.quick) if args.compile is None else args.compile
     rows = []
     for case in cases(args):
