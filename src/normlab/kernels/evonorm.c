@@ -12,16 +12,8 @@ void evonorm_s0_forward(const float *x, float *y, float *mean, float *rstd, cons
     PARALLEL_FOR(nt)
     for (int64_t blk = 0; blk < N * G; blk++) {
         const float *xb = x + blk * M;
-        double s = 0.0, ss = 0.0;
-#pragma omp simd reduction(+ : s)
-        for (int64_t i = 0; i < M; i++) s += xb[i];
-        float m = (float)(s / M);
-#pragma omp simd reduction(+ : ss)
-        for (int64_t i = 0; i < M; i++) {
-            float d = xb[i] - m;
-            ss += d * d;
-        }
-        float r = 1.0f / sqrtf((float)(ss / M) + eps);
+        float m = (float)(sum(xb, M) / M);
+        float r = 1.0f / sqrtf((float)(sum_squares(xb, m, M) / M) + eps);
         mean[blk] = m;
         rstd[blk] = r;
         int64_t c0 = (blk % G) * cg;
@@ -55,13 +47,18 @@ void evonorm_s0_backward(const float *dy, const float *x, const float *mean, con
             float *sr = dx + blk * M + j * S; /* the sigmoid, kept in dx's place for the second pass */
             float vc = v[c];
             double a = 0.0, b = 0.0, d = 0.0;
-#pragma omp simd reduction(+ : a, b, d)
-            for (int64_t i = 0; i < S; i++) {
-                float xi = xr[i], s = sigmoid(vc * xi), f = xi * s;
-                sr[i] = s;
-                a += dr[i] * f;
-                b += dr[i];
-                d += dr[i] * xi * f * (1.0f - s);
+            for (int64_t i0 = 0; i0 < S; i0 += CHUNK) {
+                int64_t i1 = i0 + CHUNK < S ? i0 + CHUNK : S;
+                float fa = 0.0f, fb = 0.0f, fd = 0.0f;
+#pragma omp simd reduction(+ : fa, fb, fd)
+                for (int64_t i = i0; i < i1; i++) {
+                    float xi = xr[i], s = sigmoid(vc * xi), f = xi * s;
+                    sr[i] = s;
+                    fa += dr[i] * f;
+                    fb += dr[i];
+                    fd += dr[i] * xi * f * (1.0f - s);
+                }
+                a += fa, b += fb, d += fd;
             }
             s_dyf[n * C + c] = (float)a;
             s_dy[n * C + c] = (float)b;
@@ -114,15 +111,20 @@ void evonorm_b0_backward_sums(const float *dy, const float *x, const float *v, c
         const float *xr = x + r * S, *dr = dy + r * S;
         float vc = v[c], si = s_i[r], sb = s_b[c], g = gamma ? gamma[c] : 1.0f;
         double a = 0.0, b = 0.0, bm = 0.0, bmx = 0.0, bb = 0.0;
-#pragma omp simd reduction(+ : a, b, bm, bmx, bb)
-        for (int64_t i = 0; i < S; i++) {
-            float xi = xr[i], t = vc * xi + si, inv = 1.0f / (t > sb ? t : sb), u = xi * inv;
-            float B = g * dr[i] * inv * u, Bm = t > sb ? B : 0.0f;
-            a += dr[i] * u;
-            b += dr[i];
-            bm += Bm;
-            bmx += Bm * xi;
-            bb += B;
+        for (int64_t i0 = 0; i0 < S; i0 += CHUNK) {
+            int64_t i1 = i0 + CHUNK < S ? i0 + CHUNK : S;
+            float fa = 0.0f, fb = 0.0f, fbm = 0.0f, fbmx = 0.0f, fbb = 0.0f;
+#pragma omp simd reduction(+ : fa, fb, fbm, fbmx, fbb)
+            for (int64_t i = i0; i < i1; i++) {
+                float xi = xr[i], t = vc * xi + si, inv = 1.0f / (t > sb ? t : sb), u = xi * inv;
+                float B = g * dr[i] * inv * u, Bm = t > sb ? B : 0.0f;
+                fa += dr[i] * u;
+                fb += dr[i];
+                fbm += Bm;
+                fbmx += Bm * xi;
+                fbb += B;
+            }
+            a += fa, b += fb, bm += fbm, bmx += fbmx, bb += fbb;
         }
         s_dyu[r] = (float)a;
         s_dy[r] = (float)b;

@@ -53,13 +53,18 @@ void layer2d_backward(const float *dy, const float *x, const float *mean, const 
             const float *xc = xn + c * S, *dc = dn + c * S;
             float g = gamma ? gamma[c] : 1.0f;
             double a = 0.0, b = 0.0;
-#pragma omp simd reduction(+ : a, b)
-            for (int64_t s = 0; s < S; s++) {
-                float xhat = (xc[s] - m[s]) * r[s];
-                mg[s] += g * dc[s];
-                mgx[s] += g * dc[s] * xhat;
-                a += dc[s] * xhat;
-                b += dc[s];
+            for (int64_t s0 = 0; s0 < S; s0 += CHUNK) {
+                int64_t s1 = s0 + CHUNK < S ? s0 + CHUNK : S;
+                float fa = 0.0f, fb = 0.0f;
+#pragma omp simd reduction(+ : fa, fb)
+                for (int64_t s = s0; s < s1; s++) {
+                    float xhat = (xc[s] - m[s]) * r[s];
+                    mg[s] += g * dc[s];
+                    mgx[s] += g * dc[s] * xhat;
+                    fa += dc[s] * xhat;
+                    fb += dc[s];
+                }
+                a += fa, b += fb;
             }
             s_dyxhat[n * C + c] = (float)a;
             s_dy[n * C + c] = (float)b;

@@ -3,24 +3,14 @@
 #include "kernels.h"
 
 /* Mean and biased variance of each row: the mean, then the squares about it from the cache.
-   center = 0: mean 0 and the mean of squares (FRN's nu^2), one pass. Sums in double. */
+   center = 0: mean 0 and the mean of squares (FRN's nu^2), one pass. */
 void rows_moments(const float *x, float *mean, float *var, int64_t R, int64_t L, int center, int nt) {
     PARALLEL_FOR(nt)
     for (int64_t r = 0; r < R; r++) {
         const float *row = x + r * L;
-        double s = 0.0, ss = 0.0;
-        if (center) {
-#pragma omp simd reduction(+ : s)
-            for (int64_t i = 0; i < L; i++) s += row[i];
-        }
-        float m = center ? (float)(s / L) : 0.0f;
-#pragma omp simd reduction(+ : ss)
-        for (int64_t i = 0; i < L; i++) {
-            float d = row[i] - m;
-            ss += d * d;
-        }
+        float m = center ? (float)(sum(row, L) / L) : 0.0f;
         mean[r] = m;
-        var[r] = (float)(ss / L);
+        var[r] = (float)(sum_squares(row, m, L) / L);
     }
 }
 
@@ -54,24 +44,29 @@ void rows_grad_sums(const float *dy, const float *x, const float *y, const float
     for (int64_t r = 0; r < R; r++) {
         const float *d = dy + r * L, *xr = x + r * L;
         double sg = 0.0, sgx = 0.0, sd = 0.0;
-        if (floor_) {
-            const float *yr = y + r * L;
-            float fr = floor_[r];
-#pragma omp simd reduction(+ : sg, sgx, sd)
-            for (int64_t i = 0; i < L; i++) {
-                float g = yr[i] > fr ? d[i] : 0.0f;
-                sg += g;
-                sgx += g * xr[i];
-                sd += d[i];
+        for (int64_t i0 = 0; i0 < L; i0 += CHUNK) {
+            int64_t i1 = i0 + CHUNK < L ? i0 + CHUNK : L;
+            float fg = 0.0f, fgx = 0.0f, fd = 0.0f;
+            if (floor_) {
+                const float *yr = y + r * L;
+                float fr = floor_[r];
+#pragma omp simd reduction(+ : fg, fgx, fd)
+                for (int64_t i = i0; i < i1; i++) {
+                    float g = yr[i] > fr ? d[i] : 0.0f;
+                    fg += g;
+                    fgx += g * xr[i];
+                    fd += d[i];
+                }
+            } else {
+#pragma omp simd reduction(+ : fg, fgx)
+                for (int64_t i = i0; i < i1; i++) {
+                    fg += d[i];
+                    fgx += d[i] * xr[i];
+                }
             }
-            s_dy[r] = (float)sd;
-        } else {
-#pragma omp simd reduction(+ : sg, sgx)
-            for (int64_t i = 0; i < L; i++) {
-                sg += d[i];
-                sgx += d[i] * xr[i];
-            }
+            sg += fg, sgx += fgx, sd += fd;
         }
+        if (floor_) s_dy[r] = (float)sd;
         s_g[r] = (float)sg;
         s_gx[r] = (float)sgx;
     }
