@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import gc
 import math
 import random
 import sys
@@ -185,17 +186,22 @@ def measure(runs: dict, rounds: int, sync, seconds: float = 0.0) -> dict[str, li
     together = [k for k in runs if k in paired]
     items = [k for k in runs if k not in paired] + ([tuple(together)] if together else [])
     rng = random.Random(0)
-    for r in range(rounds):
-        order = [k for item in rng.sample(items, len(items))
-                 for k in (rng.sample(item, len(item)) if isinstance(item, tuple) else [item])]
-        for k in order:
-            if r % every(k, paired):
-                continue
-            sync()
-            t = time.perf_counter()
-            runs[k]()
-            sync()
-            times[k][r] = (time.perf_counter() - t) * 1e3
+    gc.collect()
+    gc.disable()  # as timeit does: a collection inside one variant's timing is noise
+    try:
+        for r in range(rounds):
+            order = [k for item in rng.sample(items, len(items))
+                     for k in (rng.sample(item, len(item)) if isinstance(item, tuple) else [item])]
+            for k in order:
+                if r % every(k, paired):
+                    continue
+                sync()
+                t = time.perf_counter()
+                runs[k]()
+                sync()
+                times[k][r] = (time.perf_counter() - t) * 1e3
+    finally:
+        gc.enable()
     return times
 
 
