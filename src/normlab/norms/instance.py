@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from normlab.norms.layer import AffineNorm
 from normlab.norms.layout import check_input, check_statistics, spatial_size
