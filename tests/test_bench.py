@@ -55,6 +55,15 @@ def test_bench_norms_quick_has_a_row_per_norm_and_layout_with_finite_times(tmp_p
         assert f"| {name} |" in text
 
 
+def test_a_norm_that_refuses_the_input_gets_a_note_and_the_table_still_comes(tmp_path):
+    out = tmp_path / "norms.md"
+    # 8 groups of 8 token channels: one value per group, which GroupNorm refuses with a ConfigError
+    rows = bench_norms.main(["--quick", "--norms", "group", "layer", "--nlc", "2", "4", "8", "--out", str(out)])
+    refused = [r for r in rows if r.norm == "group" and r.case.layout == "nlc"]
+    assert refused and "ConfigError" in refused[0].note and refused[0].target() == ("did not run", None)
+    assert "| group |" in out.read_text() and "did not run" in out.read_text()
+
+
 def test_bench_norms_refuses_an_unknown_norm_with_a_fix(tmp_path):
     with pytest.raises(ConfigError, match="no such norm.*Fix"):
         bench_norms.main(["--quick", "--norms", "batchnorm", "--out", str(tmp_path / "x.md")])

@@ -123,6 +123,8 @@ class Row:
         """Which target the norm is held to, and whether it meets it (None: no target)."""
         if self.norm == "none":
             return "-", None
+        if "normlab" not in self.ms:  # it refused the input: the notes say why
+            return "did not run", None
         if "native" in self.ms:
             ratio = self.ratio("normlab", "native")
             return f"native <= {NATIVE_TARGET}", ratio <= NATIVE_TARGET
@@ -277,7 +279,7 @@ def table(rows: list[Row]) -> str:
 
 def _gbps(nbytes: float, ms: float) -> float:
     """GB/s, nan for a time the clock could not resolve (tiny tensors in --quick runs)."""
-    return nbytes / ms / 1e6 if ms > 0 else math.nan
+    return nbytes / ms / 1e6 if ms > 0 and nbytes > 0 else math.nan
 
 
 NOTES = [
