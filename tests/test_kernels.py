@@ -184,6 +184,21 @@ def test_without_a_working_compiler_the_norms_warn_and_run_their_pytorch_path(mo
         assert torch.equal(a, b)
 
 
+@needs_compiler
+def test_a_cache_that_cannot_be_written_warns_and_leaves_the_pytorch_path(monkeypatch, tmp_path):
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    monkeypatch.setenv("NORMLAB_CACHE", str(blocker / "cache"))  # below a file: no folder can be made
+    build.load.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="NORMLAB_CACHE"):
+            assert build.load("rows") is None
+        x = torch.randn(4, 16, 6, 5)
+        torch.testing.assert_close(make("frn")(x), make("frn")(x))  # runs, on the PyTorch path
+    finally:
+        build.load.cache_clear()
+
+
 def test_kernels_take_only_contiguous_fp32_cpu_tensors_and_can_be_turned_off(monkeypatch):
     x = torch.randn(2, 4, 3, 3)
     assert build.usable(x)

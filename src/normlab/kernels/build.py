@@ -114,15 +114,19 @@ def load(name: str) -> ctypes.CDLL | None:
 
 
 def _build(cc: str, source: Path, lib: Path) -> str | None:
-    lib.parent.mkdir(parents=True, exist_ok=True)
+    """Compile ``source`` into ``lib``; None, or what went wrong."""
     tmp = lib.with_suffix(f".{os.getpid()}.tmp")  # parallel sweep jobs may build at once: rename is atomic
     error = ""
-    for extra in VARIANTS:
-        cmd = [*cc.split(), *FLAGS, *extra, f"-I{HERE}", str(source), "-o", str(tmp), "-lm"]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode == 0:
-            os.replace(tmp, lib)
-            return None
-        error = done.stderr.strip()[-2000:]
-    tmp.unlink(missing_ok=True)
+    try:
+        lib.parent.mkdir(parents=True, exist_ok=True)
+        for extra in VARIANTS:
+            cmd = [*cc.split(), *FLAGS, *extra, f"-I{HERE}", str(source), "-o", str(tmp), "-lm"]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode == 0:
+                os.replace(tmp, lib)
+                return None
+            error = done.stderr.strip()[-2000:]
+        tmp.unlink(missing_ok=True)
+    except OSError as err:  # a cache that cannot be written (NORMLAB_CACHE moves it), a compiler that cannot start
+        return f"{err}. Fix: point NORMLAB_CACHE at a writable folder."
     return error
