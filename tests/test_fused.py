@@ -58,16 +58,7 @@ def test_fused_and_composite_paths_agree_in_train_and_eval_mode(name, layout, tr
                 b.uniform_(0.5, 2.0)
     composite = copy.deepcopy(fused_layer)
     fused_layer.train(train), composite.train(train)
-    x = sample(layout, torch.float64, seed=3).requires_grad_()
-    x2 = x.detach().clone().requires_grad_()
-    g = torch.randn_like(x)
-    y = fused_layer(x)  # the fixture: every size takes the fused path
-    y.backward(g)
-    monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", 1 << 60)
-    y2 = composite(x2)
-    y2.backward(g)
-    torch.testing.assert_close(y, y2)
-    torch.testing.assert_close(x.grad, x2.grad)
+    _fused_then_composite(fused_layer, composite, sample(layout, torch.float64, seed=3), monkeypatch)
     for (pname, p), p2 in zip(fused_layer.named_parameters(), composite.parameters()):
         torch.testing.assert_close(p.grad, p2.grad, msg=f"grad of {pname}")
     for (bname, b), b2 in zip(fused_layer.named_buffers(), composite.buffers()):
@@ -155,10 +146,15 @@ def test_fused_and_composite_paths_agree_on_images_of_other_ranks(name, shape, m
     if not supports(name, "nchw"):
         pytest.skip(f"{name} has no image layout")
     fused_layer = make(name, "nchw", torch.float64)
-    composite = copy.deepcopy(fused_layer)
-    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
-    x2 = x.detach().clone().requires_grad_()
-    g = torch.randn(shape, dtype=torch.float64)
+    _fused_then_composite(fused_layer, copy.deepcopy(fused_layer), torch.randn(shape, dtype=torch.float64), monkeypatch)
+
+
+def _fused_then_composite(fused_layer, composite, x, monkeypatch):
+    """Forward and backward of ``x`` through ``fused_layer`` (the fixture: every size takes the
+    fused path), then through ``composite`` with the threshold out of reach: outputs and input
+    gradients agree. The layers keep their parameters' gradients for the caller to compare."""
+    x, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    g = torch.randn_like(x)
     y = fused_layer(x)
     y.backward(g)
     monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", 1 << 60)

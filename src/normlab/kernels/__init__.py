@@ -17,6 +17,6 @@ against.
 
 from __future__ import annotations
 
-from normlab.kernels.build import available, load, off, ptr, ready, threads, usable
+from normlab.kernels.build import image_dims, load, off, ptr, ready, threads, usable, vector
 
-__all__ = ["available", "load", "off", "ptr", "ready", "threads", "usable"]
+__all__ = ["image_dims", "load", "off", "ptr", "ready", "threads", "usable", "vector"]

@@ -53,10 +53,6 @@ def usable(*tensors: torch.Tensor) -> bool:
     ) and not torch.compiler.is_compiling()
 
 
-def available(name: str) -> bool:
-    return enabled() and load(name) is not None
-
-
 def ready(name: str, *tensors: torch.Tensor) -> bool:
     """Whether the kernels of ``<name>.c`` are built and can take these tensors."""
     return usable(*tensors) and load(name) is not None
@@ -64,6 +60,18 @@ def ready(name: str, *tensors: torch.Tensor) -> bool:
 
 def ptr(t: torch.Tensor | None) -> ctypes.c_void_p:
     return ctypes.c_void_p(t.data_ptr() if t is not None else 0)
+
+
+def vector(t: torch.Tensor | None) -> torch.Tensor | None:
+    """``t`` as the flat, contiguous fp32 array a kernel's per-channel or per-row pointer reads
+    (detached: the kernels' gradients are written by hand); None stays None, a NULL pointer."""
+    return None if t is None else t.detach().float().contiguous().flatten()
+
+
+def image_dims(x: torch.Tensor) -> tuple[int, int, int]:
+    """(N, C, S) of an (N, C, ...) image: samples, channels, values per channel."""
+    n, c = x.shape[0], x.shape[1]
+    return n, c, x.numel() // max(n * c, 1)
 
 
 def threads() -> ctypes.c_int:

@@ -7,7 +7,7 @@ import ctypes
 import torch
 
 from normlab.kernels import build
-from normlab.kernels.build import ptr, threads
+from normlab.kernels.build import image_dims, ptr, threads
 
 _long = ctypes.c_int64
 
@@ -16,52 +16,46 @@ def _lib():
     return build.load("evonorm")
 
 
-def _dims(x: torch.Tensor):
-    n, c = x.shape[0], x.shape[1]
-    return n, c, x.numel() // max(n * c, 1)
-
-
 def s0_forward(x, v, gamma, beta, groups: int, eps: float):
     """y, and the groups' mean and 1/std, (N, G)."""
-    n, c, s = _dims(x)
+    n, c, s = image_dims(x)
     y, mean, rstd = torch.empty_like(x), x.new_empty(n, groups), x.new_empty(n, groups)
-    _lib().evonorm_s0_forward(ptr(x), ptr(y), ptr(mean), ptr(rstd), ptr(v), ptr(gamma), ptr(beta), _long(n),
-                                       _long(c), _long(s), _long(groups), ctypes.c_float(eps), threads())
+    _lib().evonorm_s0_forward(ptr(x), ptr(y), ptr(mean), ptr(rstd), ptr(v), ptr(gamma), ptr(beta),
+                              _long(n), _long(c), _long(s), _long(groups), ctypes.c_float(eps), threads())
     return y, mean, rstd
 
 
 def s0_backward(dy, x, mean, rstd, v, gamma):
     """dx, and per (sample, channel) sum(dy f), sum(dy) and sum(dy x^2 s (1 - s)), f = x sigmoid(v x)."""
-    n, c, s = _dims(x)
+    n, c, s = image_dims(x)
     dx = torch.empty_like(x)
     sums = [x.new_empty(n, c) for _ in range(3)]
-    _lib().evonorm_s0_backward(ptr(dy), ptr(x), ptr(mean), ptr(rstd), ptr(v), ptr(gamma), ptr(dx),
-                                        *map(ptr, sums), _long(n), _long(c), _long(s), _long(mean.shape[1]),
-                                        threads())
+    _lib().evonorm_s0_backward(ptr(dy), ptr(x), ptr(mean), ptr(rstd), ptr(v), ptr(gamma), ptr(dx), *map(ptr, sums),
+                               _long(n), _long(c), _long(s), _long(mean.shape[1]), threads())
     return dx, *sums
 
 
 def b0_forward(x, v, s_i, s_b, gamma, beta):
     """y = x / max(s_b, v x + s_i) gamma + beta; s_i per (sample, channel), the rest per channel."""
-    n, c, s = _dims(x)
+    n, c, s = image_dims(x)
     y = torch.empty_like(x)
     _lib().evonorm_b0_forward(ptr(x), ptr(y), ptr(v), ptr(s_i), ptr(s_b), ptr(gamma), ptr(beta),
-                                       _long(n * c), _long(c), _long(s), threads())
+                              _long(n * c), _long(c), _long(s), threads())
     return y
 
 
 def b0_backward_sums(dy, x, v, s_i, s_b, gamma):
     """Per (sample, channel): sum(dy u), sum(dy), sum(Bm), sum(Bm x), sum(B) (see evonorm.c)."""
-    n, c, s = _dims(x)
+    n, c, s = image_dims(x)
     sums = [x.new_empty(n, c) for _ in range(5)]
-    _lib().evonorm_b0_backward_sums(ptr(dy), ptr(x), ptr(v), ptr(s_i), ptr(s_b), ptr(gamma),
-                                             *map(ptr, sums), _long(n * c), _long(c), _long(s), threads())
+    _lib().evonorm_b0_backward_sums(ptr(dy), ptr(x), ptr(v), ptr(s_i), ptr(s_b), ptr(gamma), *map(ptr, sums),
+                                    _long(n * c), _long(c), _long(s), threads())
     return sums
 
 
 def b0_dx(dy, x, v, s_i, s_b, gamma, p, q):
-    n, c, s = _dims(x)
+    n, c, s = image_dims(x)
     dx = torch.empty_like(x)
     _lib().evonorm_b0_dx(ptr(dy), ptr(x), ptr(v), ptr(s_i), ptr(s_b), ptr(gamma), ptr(p), ptr(q), ptr(dx),
-                                  _long(n * c), _long(c), _long(s), threads())
+                         _long(n * c), _long(c), _long(s), threads())
     return dx

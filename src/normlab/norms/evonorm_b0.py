@@ -112,9 +112,9 @@ class _EvoNormB0(Function):
         ctx.graph, ctx.layout, ctx.has_bias = (m, v, s_i, s_b), layout, bias is not None
         ctx.count = x.numel() // max(mean.numel(), 1)
         if ctx.native:  # the max and the division in one pass, recomputed in backward (evonorm.c)
-            factors = _native_factors(v1, s_i, s_b, weight)
+            factors = [kernels.vector(t) for t in (v1, s_i, s_b, weight)]  # per channel, per row, per channel
             ctx.save_for_backward(x, *factors)
-            return evonorm.b0_forward(x, *factors[:3], factors[3], _vector(bias))
+            return evonorm.b0_forward(x, *factors, kernels.vector(bias))
         v1_, s_i_, s_b_ = per_channel(v1.detach(), mean, layout), s_i.detach(), s_b.detach()
         den = scale_rows(xs, v1_.expand(mean.shape), s_i_ - s_b_)  # v1 x + s_i - s_b
         den.relu_().add_(s_b_)  # max(s_b, v1 x + s_i)
@@ -160,15 +160,6 @@ class _EvoNormB0(Function):
         return a.to(x.dtype), None, None, None, g_v1.to(v1.dtype), g_weight, g_bias
 
 
-def _vector(t: torch.Tensor | None) -> torch.Tensor | None:
-    return None if t is None else t.detach().float().contiguous().flatten()
-
-
-def _native_factors(v1, s_i, s_b, weight):
-    """The C kernels' per-channel v1, per-(sample, channel) s_i, per-channel s_b and gamma."""
-    return _vector(v1), _vector(s_i), _vector(s_b), _vector(weight)
-
-
 def _native_backward(ctx, dy):
     """The C kernels' backward (evonorm.c): the per-row sums in one pass, the deviations' small
     graph by autograd, dx in one more pass."""
@@ -184,5 +175,5 @@ def _native_backward(ctx, dy):
     g_m = g_m if g_m is not None else torch.zeros_like(m)
     p = g_v * (2.0 / ctx.count)  # the variances' share: d var / dx = 2 (x - mean) / n
     q = g_m / ctx.count - p * m.detach()
-    dx = evonorm.b0_dx(dy, x, v1, s_i_, s_b_, gamma, _vector(p), _vector(q))
-    return dx, None, None, None, (-g_bmx.sum(0)).to(ctx.saved_tensors[1].dtype), g_weight, g_bias
+    dx = evonorm.b0_dx(dy, x, v1, s_i_, s_b_, gamma, kernels.vector(p), kernels.vector(q))
+    return dx, None, None, None, -g_bmx.sum(0), g_weight, g_bias  # fp32, as v1 (the kernels take fp32 only)

@@ -95,7 +95,7 @@ class _EvoNormS0(Function):
         ctx.has_bias, ctx.groups = bias is not None, groups
         ctx.native = kernels.ready("evonorm", x)
         if ctx.native:  # the statistics, then y with its sigmoid, per group in cache (evonorm.c)
-            y, mean, rstd = evonorm.s0_forward(x, *(_vector(t) for t in (v1, weight, bias)), groups, eps)
+            y, mean, rstd = evonorm.s0_forward(x, *(kernels.vector(t) for t in (v1, weight, bias)), groups, eps)
             ctx.save_for_backward(x, mean, rstd, v1, weight)
             return y
         xs = upcast(x)
@@ -141,17 +141,13 @@ def _native_backward(ctx, dy):
     """The C kernel's backward: dx, and the parameters' gradients from its per-(sample, channel)
     sums (the sigmoid recomputed, not stored)."""
     x, mean, rstd, v1, weight = ctx.saved_tensors
-    gamma = _vector(weight)
-    dx, s_f, s_one, s_v = evonorm.s0_backward(dy, x, mean, rstd, _vector(v1), gamma)
+    gamma = kernels.vector(weight)
+    dx, s_f, s_one, s_v = evonorm.s0_backward(dy, x, mean, rstd, kernels.vector(v1), gamma)
     rstd_c = rstd.repeat_interleave(x.shape[1] // ctx.groups, dim=1)  # (N, C)
     g_v1 = (s_v * rstd_c).sum(0) * (gamma if gamma is not None else 1.0)
     g_weight = (s_f * rstd_c).sum(0) if weight is not None else None
     g_bias = s_one.sum(0) if ctx.has_bias else None
     return dx, None, None, g_v1.to(v1.dtype), g_weight, g_bias
-
-
-def _vector(t: torch.Tensor | None) -> torch.Tensor | None:
-    return None if t is None else t.detach().float().contiguous()
 
 
 def _per_channel(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -277,7 +277,7 @@ def _rows_backward(ctx, dy, x, y, floor_rows):
 
 def _per_row(t: torch.Tensor | None, block: torch.Tensor) -> torch.Tensor | None:
     """One contiguous fp32 value per block (row) of ``block``'s shape, for the C kernels."""
-    return None if t is None else t.float().expand(block.shape).contiguous()
+    return None if t is None else kernels.vector(t.expand(block.shape))
 
 
 def normalize(x: torch.Tensor, dims: tuple[int, ...], coeffs, *params: torch.Tensor | None,

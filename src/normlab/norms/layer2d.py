@@ -75,7 +75,7 @@ class _ChannelNorm(Function):
         ctx.has_bias, ctx.dtype = bias is not None, x.dtype
         ctx.native = kernels.ready("layer2d", x)
         if ctx.native:  # each sample's channels in order, one running sum per position (layer2d.c)
-            y, mean, rstd = layer2d.forward(x, _vector(weight), _vector(bias), eps)
+            y, mean, rstd = layer2d.forward(x, kernels.vector(weight), kernels.vector(bias), eps)
             ctx.save_for_backward(x, mean, rstd, weight)
             return y
         xs = upcast(x)
@@ -94,7 +94,7 @@ class _ChannelNorm(Function):
     def backward(ctx, dy):
         if ctx.native:
             x, mean, rstd, weight = ctx.saved_tensors
-            dx, g_xhat, g_one = layer2d.backward(dy.contiguous(), x, mean, rstd, _vector(weight))
+            dx, g_xhat, g_one = layer2d.backward(dy.contiguous(), x, mean, rstd, kernels.vector(weight))
             return dx, g_xhat.sum(0) if weight is not None else None, g_one.sum(0) if ctx.has_bias else None, None
         xhat, rstd, weight = ctx.saved_tensors
         dy = upcast(dy)
@@ -108,10 +108,6 @@ class _ChannelNorm(Function):
         dx = torch.mul(dy, per_channel(w, dy, "nchw"), out=scratch)  # g, over the scratch
         dx.addcmul_(xhat, mean_gx, value=-1).sub_(mean_g).mul_(rstd)
         return dx.to(ctx.dtype), g_weight, g_bias, None
-
-
-def _vector(t: torch.Tensor | None) -> torch.Tensor | None:
-    return None if t is None else t.detach().float().contiguous()
 
 
 def _mean_channels(x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
