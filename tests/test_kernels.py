@@ -137,6 +137,20 @@ def test_evonorm_s0_sigmoid_holds_over_the_whole_float_range(monkeypatch):
 
 
 @needs_compiler
+def test_evonorm_s0_backward_twice_through_one_graph_gives_the_same_gradients():
+    """The first backward writes dx over the sigmoid kept from forward; a second one through the
+    same graph (retain_graph=True, as gradient penalties do) must not read dx for it."""
+    layer = make("evonorm_s0")
+    x = (torch.randn(4, 16, 6, 5) * 2).requires_grad_()
+    y = layer(x)
+    g = torch.randn_like(y)
+    first = torch.autograd.grad(y, [x, *layer.parameters()], g, retain_graph=True)
+    second = torch.autograd.grad(y, [x, *layer.parameters()], g)
+    for a, b in zip(first, second):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+@needs_compiler
 @pytest.mark.parametrize("name", sorted(KERNEL_NORMS))
 def test_threads_split_the_blocks_without_changing_a_bit(name):
     layer = make(name)

@@ -17,21 +17,24 @@ def _lib():
 
 
 def s0_forward(x, v, gamma, beta, groups: int, eps: float):
-    """y, and the groups' mean and 1/std, (N, G)."""
+    """y, the sigmoid s = sigmoid(v x) (for backward), and the groups' mean and 1/std, (N, G)."""
     n, c, s = image_dims(x)
-    y, mean, rstd = torch.empty_like(x), x.new_empty(n, groups), x.new_empty(n, groups)
-    _lib().evonorm_s0_forward(ptr(x), ptr(y), ptr(mean), ptr(rstd), ptr(v), ptr(gamma), ptr(beta),
+    y, sig, mean, rstd = torch.empty_like(x), torch.empty_like(x), x.new_empty(n, groups), x.new_empty(n, groups)
+    _lib().evonorm_s0_forward(ptr(x), ptr(y), ptr(sig), ptr(mean), ptr(rstd), ptr(v), ptr(gamma), ptr(beta),
                               _long(n), _long(c), _long(s), _long(groups), ctypes.c_float(eps), threads())
-    return y, mean, rstd
+    return y, sig, mean, rstd
 
 
-def s0_backward(dy, x, mean, rstd, v, gamma):
-    """dx, and per (sample, channel) sum(dy f), sum(dy) and sum(dy x^2 s (1 - s)), f = x sigmoid(v x)."""
+def s0_backward(dy, x, sig, mean, rstd, v, gamma, out=None):
+    """dx, and per (sample, channel) sum(dy f), sum(dy) and sum(dy x^2 s (1 - s)), f = x s.
+
+    dx goes to ``out``, which may be ``sig`` itself: each element of dx needs only the same
+    element of the sigmoid, read before it is written."""
     n, c, s = image_dims(x)
-    dx = torch.empty_like(x)
+    dx = torch.empty_like(x) if out is None else out
     sums = [x.new_empty(n, c) for _ in range(3)]
-    _lib().evonorm_s0_backward(ptr(dy), ptr(x), ptr(mean), ptr(rstd), ptr(v), ptr(gamma), ptr(dx), *map(ptr, sums),
-                               _long(n), _long(c), _long(s), _long(mean.shape[1]), threads())
+    _lib().evonorm_s0_backward(ptr(dy), ptr(x), ptr(sig), ptr(mean), ptr(rstd), ptr(v), ptr(gamma), ptr(dx),
+                               *map(ptr, sums), _long(n), _long(c), _long(s), _long(mean.shape[1]), threads())
     return dx, *sums
 
 

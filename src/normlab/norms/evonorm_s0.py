@@ -20,8 +20,9 @@ f = x sigmoid(v1 x), k = gamma / sqrt(s2 + eps) per sample and channel and df = 
 with the sigmoid kept from forward (one exp per element) and s (1 - s) by sigmoid's backward
 kernel: 6 passes over the activation forward and 10 back, against about 25 through autograd.
 On the CPU (contiguous fp32) the same formulas are a C loop per group (``kernels/evonorm.c``),
-at every size: one read of x for the statistics and one more for y forward, one of x and dy
-for the sums and one for dx backward, the sigmoid recomputed rather than stored.
+at every size: one read of x for the statistics and one more for y and the sigmoid forward,
+one of x, dy and the sigmoid for the sums and one for dx backward. The sigmoid is stored, as
+on the PyTorch path: its exp per element cost more than the activation-sized write and read.
 """
 
 from __future__ import annotations
@@ -95,8 +96,8 @@ class _EvoNormS0(Function):
         ctx.has_bias, ctx.groups = bias is not None, groups
         ctx.native = kernels.ready("evonorm", x)
         if ctx.native:  # the statistics, then y with its sigmoid, per group in cache (evonorm.c)
-            y, mean, rstd = evonorm.s0_forward(x, *(kernels.vector(t) for t in (v1, weight, bias)), groups, eps)
-            ctx.save_for_backward(x, mean, rstd, v1, weight)
+            y, sig, mean, rstd = evonorm.s0_forward(x, *(kernels.vector(t) for t in (v1, weight, bias)), groups, eps)
+            ctx.save_for_backward(x, sig, mean, rstd, v1, weight)
             return y
         xs = upcast(x)
         mean, var = raw_moments(xs.view(x.shape[0], groups, -1), (2,))  # (N, G, 1)
@@ -138,11 +139,18 @@ class _EvoNormS0(Function):
 
 
 def _native_backward(ctx, dy):
-    """The C kernel's backward: dx, and the parameters' gradients from its per-(sample, channel)
-    sums (the sigmoid recomputed, not stored)."""
-    x, mean, rstd, v1, weight = ctx.saved_tensors
+    """The C kernel's backward: dx, and the parameters' gradients from its per-(sample, channel) sums.
+
+    dx is written over the sigmoid kept from forward: no new activation-sized buffer, whose
+    first touch costs page faults (on this CPU a fresh 8 MB buffer cost more than the kernel
+    that fills it). A second backward through the same graph (``retain_graph=True``) finds it
+    spent and recomputes it."""
+    x, sig, mean, rstd, v1, weight = ctx.saved_tensors
+    if getattr(ctx, "sig_spent", False):
+        sig = torch.sigmoid(x * per_channel(v1.detach(), x, "nchw"))
+    ctx.sig_spent = True
     gamma = kernels.vector(weight)
-    dx, s_f, s_one, s_v = evonorm.s0_backward(dy, x, mean, rstd, kernels.vector(v1), gamma)
+    dx, s_f, s_one, s_v = evonorm.s0_backward(dy, x, sig, mean, rstd, kernels.vector(v1), gamma, out=sig)
     rstd_c = rstd.repeat_interleave(x.shape[1] // ctx.groups, dim=1)  # (N, C)
     g_v1 = (s_v * rstd_c).sum(0) * (gamma if gamma is not None else 1.0)
     g_weight = (s_f * rstd_c).sum(0) if weight is not None else None
