@@ -13,6 +13,7 @@ import torch
 from normlab.bench import norms as bench_norms
 from normlab.bench import train as bench_train
 from normlab.bench.native import native
+from normlab.bench.report import median_ci
 from normlab.errors import ConfigError
 from normlab.norms import NORMS, build_norm, supports
 
@@ -48,7 +49,7 @@ def test_bench_norms_quick_has_a_row_per_norm_and_layout_with_finite_times(tmp_p
             ["native"] if has_native else ["pytorch path"] if r.norm != "none" else [])
         assert all(math.isfinite(r.ms[k]) and r.ms[k] > 0 for k in needed), (r.norm, r.case.label, r.ms)
         assert "compiled" not in r.ms  # --quick does not compile
-        assert math.isfinite(r.gbps) and r.gbps > 0 and r.target()[1] in (True, False, None)
+        assert math.isfinite(r.gbps) and r.gbps > 0 and r.target()[1] in ("ok", "MISSED", "unresolved", None)
     text = out.read_text()
     assert "python scripts/bench_norms.py --quick" in text and "- cpu:" in text
     for name in NORMS:
@@ -62,6 +63,41 @@ def test_a_norm_that_refuses_the_input_gets_a_note_and_the_table_still_comes(tmp
     refused = [r for r in rows if r.norm == "group" and r.case.layout == "nlc"]
     assert refused and "ConfigError" in refused[0].note and refused[0].target() == ("did not run", None)
     assert "| group |" in out.read_text() and "did not run" in out.read_text()
+
+
+def test_median_ci_takes_the_order_statistics_of_the_binomial_interval():
+    # n = 100: the 40th and 61st smallest values, the textbook 95% interval for a median
+    assert median_ci(range(1, 101)) == (50.5, 40, 61)
+    assert median_ci([3.0, 1.0, 2.0]) == (2.0, 1.0, 3.0)  # too few values: the whole range
+    assert all(math.isnan(v) for v in median_ci([math.nan]))
+    _, lo, hi = median_ci([1.0 + (i % 7) / 100 for i in range(1000)])
+    assert 1.02 <= lo <= 1.03 <= hi <= 1.04
+
+
+@pytest.mark.parametrize("ci, expected", [((1.01, 0.99, 1.03), "ok"), ((1.06, 1.051, 1.08), "MISSED"),
+                                          ((1.04, 1.02, 1.06), "unresolved"), ((1.05, 1.04, 1.05), "ok")])
+def test_a_verdict_needs_the_whole_interval_on_one_side_of_the_target(ci, expected):
+    assert bench_norms.verdict(ci, 1.05) == expected
+
+
+def test_rounds_go_on_while_the_verdict_is_open_and_stop_when_it_settles():
+    runs = {"normlab": lambda: None, "native": lambda: None}
+    asked = []
+
+    def settled_after(n):
+        def check(times):
+            asked.append(len(times["normlab"]))
+            return len(times["normlab"]) >= n
+        return check
+
+    times = bench_norms.measure(runs, 20, lambda: None, settled=settled_after(0))
+    assert len(times["normlab"]) == 20 and asked == [20]
+    times = bench_norms.measure(runs, 20, lambda: None, settled=settled_after(60))
+    step = bench_norms.CHECK_EVERY
+    assert len(times["normlab"]) == 20 + step * math.ceil(40 / step)
+    times = bench_norms.measure(runs, 20, lambda: None, settled=lambda times: False)
+    assert len(times["normlab"]) == bench_norms.EXTEND * 20
+    assert all(math.isfinite(t) for t in times["normlab"] + times["native"])  # paired: timed every round
 
 
 def test_bench_norms_refuses_an_unknown_norm_with_a_fix(tmp_path):

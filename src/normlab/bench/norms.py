@@ -39,7 +39,7 @@ from torch import nn
 
 from normlab import kernels
 from normlab.bench.native import native
-from normlab.bench.report import fmt, markdown, median, warn_if_busy, write_report
+from normlab.bench.report import fmt, markdown, median, median_ci, warn_if_busy, write_report
 from normlab.errors import ConfigError
 from normlab.norms import NORMS, build_norm, supports
 from normlab.norms.reference import REFERENCE
@@ -107,9 +107,11 @@ class Row:
     def ratio(self, a: str, b: str) -> float:
         """Median over rounds of a's time over b's in the same round: paired, so that a slow spell of
         a busy machine, which lasts seconds and hits the variants of a few rounds, cancels."""
-        if a not in self.rounds or b not in self.rounds:
-            return math.nan
-        return median(x / y for x, y in zip(self.rounds[a], self.rounds[b]) if math.isfinite(x / y))
+        return self.ratio_ci(a, b)[0]
+
+    def ratio_ci(self, a: str, b: str) -> tuple[float, float, float]:
+        """That median and its 95% confidence interval (``report.median_ci``)."""
+        return median_ci(_paired(self.rounds, a, b))
 
     @property
     def gbps(self) -> float:
@@ -119,17 +121,36 @@ class Row:
     def copy_gbps(self) -> float:  # one read and one write of the activation
         return _gbps(2 * self.x_bytes, self.ms.get("copy", math.nan))
 
-    def target(self) -> tuple[str, bool | None]:
-        """Which target the norm is held to, and whether it meets it (None: no target)."""
+    def target(self) -> tuple[str, str | None]:
+        """Which target the norm is held to, and the verdict (None: no target): ``ok`` when the
+        ratio's 95% confidence interval lies at or below it, ``MISSED`` when it lies above, and
+        ``unresolved`` when it holds the target, so that a reading of 1.06 that is noise is not
+        taken for a miss, nor one of 1.04 for a pass."""
         if self.norm == "none":
             return "-", None
         if "normlab" not in self.ms:  # it refused the input: the notes say why
             return "did not run", None
-        if "native" in self.ms:
-            ratio = self.ratio("normlab", "native")
-            return f"native <= {NATIVE_TARGET}", ratio <= NATIVE_TARGET
-        ratio = self.ratio("normlab", "gn")
-        return f"GN <= {CUSTOM_TARGET:g}", ratio <= CUSTOM_TARGET
+        label, (a, b, limit) = target_of(self.norm, self.ms)
+        return label, verdict(median_ci(_paired(self.rounds, a, b)), limit)
+
+
+def target_of(norm: str, variants) -> tuple[str, tuple[str, str, float]]:
+    """The target a norm is held to, as (label, (variant, over variant, at most))."""
+    if "native" in variants:
+        return f"native <= {NATIVE_TARGET}", ("normlab", "native", NATIVE_TARGET)
+    return f"GN <= {CUSTOM_TARGET:g}", ("normlab", "gn", CUSTOM_TARGET)
+
+
+def verdict(ci: tuple[float, float, float], limit: float) -> str:
+    _, lo, hi = ci
+    return "ok" if hi <= limit else "MISSED" if lo > limit else "unresolved"
+
+
+def _paired(rounds: dict[str, list[float]], a: str, b: str) -> list[float]:
+    """a's time over b's in each round that timed both."""
+    if a not in rounds or b not in rounds:
+        return []
+    return [x / y for x, y in zip(rounds[a], rounds[b]) if math.isfinite(x / y)]
 
 
 def fwd_bwd(module: nn.Module, x: torch.Tensor, autocast) -> tuple:
@@ -157,6 +178,10 @@ SIDE_EVERY, SLOW_EVERY = 3, 10  # the other variants (compiled, PyTorch path, th
 # in each run, measured 2026-11-29), more for the fast token rows (3 ms); it gets at least
 # this many rounds and twice the seconds. The 2x target of the others has room for a few percent.
 NATIVE_ROUNDS = 100
+# A verdict still open after that (the ratio's confidence interval holds the target) gets more
+# rounds, checked every CHECK_EVERY, up to EXTEND times as many: the interval narrows as one over
+# the square root of the rounds, so 4x halves it.
+EXTEND, CHECK_EVERY = 4, 25
 
 
 def every(variant: str, paired: tuple[str, ...]) -> int:
@@ -164,12 +189,14 @@ def every(variant: str, paired: tuple[str, ...]) -> int:
     return 1 if variant in paired else SLOW_EVERY if variant in SLOW else SIDE_EVERY
 
 
-def measure(runs: dict, rounds: int, sync, seconds: float = 0.0) -> dict[str, list[float]]:
+def measure(runs: dict, rounds: int, sync, seconds: float = 0.0, settled=None) -> dict[str, list[float]]:
     """Milliseconds of each closure in each round (nan where it was not timed): the compared ones
     (``PAIRED``) every round, the others every ``every(k, paired)`` rounds, in a new random order each
     round: a fixed or rotating order has each variant always follow the same one, and so inherit
     its effect on the caches and the allocator. At least ``rounds`` rounds, more until about
-    ``seconds`` of rounds: fast norms need many for their ratios to settle."""
+    ``seconds`` of rounds: fast norms need many for their ratios to settle. Then, while
+    ``settled(times)`` is false (the target's verdict is still open), more rounds, up to
+    ``EXTEND`` times as many."""
     paired = PAIRED["native" in runs]
     one_round = 0.0
     for k, fn in runs.items():  # warm-up: allocator, caches, lazy initialisation (and compilation)
@@ -180,7 +207,7 @@ def measure(runs: dict, rounds: int, sync, seconds: float = 0.0) -> dict[str, li
         sync()
         one_round += (time.perf_counter() - t) / every(k, paired)
     rounds = min(max(rounds, math.ceil(seconds / max(one_round, 1e-9))), 400)
-    times = {k: [math.nan] * rounds for k in runs}
+    times: dict[str, list[float]] = {k: [] for k in runs}
     # The variants the targets compare run next to each other in every round (in a random order
     # among themselves), as one item among the rest: on a virtual machine whose speed drifts
     # within a round, a pair timed far apart in it reads up to 10% apart; timed together, the
@@ -191,9 +218,13 @@ def measure(runs: dict, rounds: int, sync, seconds: float = 0.0) -> dict[str, li
     gc.collect()
     gc.disable()  # as timeit does: a collection inside one variant's timing is noise
     try:
-        for r in range(rounds):
+        for r in range(EXTEND * rounds):
+            if r >= rounds and (r - rounds) % CHECK_EVERY == 0 and (settled is None or settled(times)):
+                break
             order = [k for item in rng.sample(items, len(items))
                      for k in (rng.sample(item, len(item)) if isinstance(item, tuple) else [item])]
+            for k in times:
+                times[k].append(math.nan)
             for k in order:
                 if r % every(k, paired):
                     continue
@@ -245,7 +276,11 @@ def bench_norm(name: str, case: Case, rounds: int, compile_: bool, seconds: floa
             row.bytes_moved, row.x_bytes = nbytes, x.numel() * x.element_size()
     if "native" in runs and seconds:  # held to 1.05x: enough rounds for that (NATIVE_ROUNDS)
         rounds, seconds = max(rounds, NATIVE_ROUNDS), 2 * seconds
-    row.rounds = measure(runs, rounds, sync, seconds)
+    settled = None
+    if name != "none" and "normlab" in runs:
+        _, (a, b, limit) = target_of(name, runs)
+        settled = lambda times: verdict(median_ci(_paired(times, a, b)), limit) != "unresolved"  # noqa: E731
+    row.rounds = measure(runs, rounds, sync, seconds, settled)
     row.ms = {k: median(t for t in v if math.isfinite(t)) for k, v in row.rounds.items()}
     return row
 
@@ -253,7 +288,13 @@ def bench_norm(name: str, case: Case, rounds: int, compile_: bool, seconds: floa
 def columns(case_nchw: bool) -> list[str]:
     base = "BN2d" if case_nchw else "LN"
     return ["norm", "normlab ms", "native ms", "PyTorch path ms", "reference ms", "compiled ms", "vs native",
-            "native vs itself", f"vs {base}", "vs GN", "GB/s", "% of copy", "target"]
+            "native vs itself", f"vs {base}", "vs GN", "GB/s", "% of copy", "target", "rounds"]
+
+
+def fmt_ci(ci: tuple[float, float, float]) -> str:
+    """A ratio and its 95% confidence interval: ``1.02 (1.01-1.03)``."""
+    mid, lo, hi = ci
+    return "-" if not math.isfinite(mid) else f"{mid:.2f} ({lo:.2f}-{hi:.2f})"
 
 
 def table(rows: list[Row]) -> str:
@@ -266,10 +307,10 @@ def table(rows: list[Row]) -> str:
             body.append([
                 r.norm, fmt(r.ms.get("normlab"), 3), fmt(r.ms.get("native"), 3), fmt(r.ms.get("pytorch path"), 3),
                 fmt(r.ms.get("reference"), 3),
-                fmt(r.ms.get("compiled"), 3), fmt(r.ratio("normlab", "native")),
-                fmt(r.ratio("native again", "native")), fmt(r.ratio("normlab", "base")),
-                fmt(r.ratio("normlab", "gn")), fmt(r.gbps, 1), fmt(100 * r.gbps / r.copy_gbps, 0),
-                target if ok is None else f"{target}: {'ok' if ok else 'MISSED'}",
+                fmt(r.ms.get("compiled"), 3), fmt_ci(r.ratio_ci("normlab", "native")),
+                fmt_ci(r.ratio_ci("native again", "native")), fmt(r.ratio("normlab", "base")),
+                fmt_ci(r.ratio_ci("normlab", "gn")), fmt(r.gbps, 1), fmt(100 * r.gbps / r.copy_gbps, 0),
+                target if ok is None else f"{target}: {ok}", sum(map(math.isfinite, r.rounds.get("normlab", []))),
             ])
         copy_bw = median(r.copy_gbps for r in group)
         out.append(f"**{label}** (copy: {fmt(copy_bw, 1)} GB/s, median over the rows)\n\n"
@@ -289,7 +330,8 @@ NOTES = [
     f"{SIDE_EVERY}rd round, the reference every {SLOW_EVERY}th",
     "vs native / BN2d (LN) / GN: normlab's time over PyTorch's layer for the same function, over native "
     "BatchNorm2d (images) or LayerNorm (tokens), over native GroupNorm, on the same tensor: the median of "
-    "the ratios within each round",
+    "the ratios within each round, and in brackets its 95% confidence interval (distribution-free, from the "
+    "order statistics of the rounds' ratios)",
     "PyTorch path: normlab's layer with its C kernels off (NORMLAB_CPU_KERNELS=0, or no C compiler), "
     "as it runs on GPUs and in bf16",
     "native vs itself: a second copy of the native layer over the first, measured the same way: the noise "
@@ -297,7 +339,9 @@ NOTES = [
     f"GB/s: {TRAFFIC} activation-sized tensors (x, y forward; x, dy, dx backward) over normlab's time; "
     "% of copy: that over the bandwidth of copying the same tensor in the same rounds",
     f"target: a norm with a native layer at most {NATIVE_TARGET}x it; one without at most {CUSTOM_TARGET:g}x "
-    "native GroupNorm",
+    "native GroupNorm; ok: the whole confidence interval at or below it, MISSED: above it, unresolved: it holds "
+    f"the target after {EXTEND}x the rounds",
+    "rounds: the rounds that timed normlab (more for a row whose verdict was still open)",
 ]
 
 
