@@ -109,7 +109,6 @@ class StyleDataModule(L.LightningDataModule):
 
 def build_style_datamodule(data_cfg: dict, seed: int) -> StyleDataModule:
     cfg = dict(data_cfg)
-    name = cfg["name"]
     load = bind_loader(cfg, STYLE_DATASETS, "style dataset", MODULE_KEYS)
     return StyleDataModule(load, cfg["batch"], cfg["crop"],
                            cfg.get("eval_batch", 16), cfg.get("steps_per_epoch"), cfg.get("flip", True), seed)
