@@ -100,6 +100,21 @@ def test_rounds_go_on_while_the_verdict_is_open_and_stop_when_it_settles():
     assert all(math.isfinite(t) for t in times["normlab"] + times["native"])  # paired: timed every round
 
 
+def test_the_compared_layers_are_timed_on_new_copies_every_few_rounds():
+    built = []
+
+    def build(k):
+        def make():
+            built.append(k)
+            return lambda: None
+        return make
+
+    runs = {"normlab": lambda: None, "gn": lambda: None, "copy": lambda: None}
+    every = bench_norms.FRESH_EVERY
+    bench_norms.measure(runs, 3 * every, lambda: None, fresh={"normlab": build("normlab"), "gn": build("gn")})
+    assert sorted(built) == ["gn"] * 2 + ["normlab"] * 2  # at rounds 20 and 40 of 60
+
+
 def test_bench_norms_refuses_an_unknown_norm_with_a_fix(tmp_path):
     with pytest.raises(ConfigError, match="no such norm.*Fix"):
         bench_norms.main(["--quick", "--norms", "batchnorm", "--out", str(tmp_path / "x.md")])

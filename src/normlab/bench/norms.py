@@ -182,6 +182,7 @@ NATIVE_ROUNDS = 100
 # rounds, checked every CHECK_EVERY, up to EXTEND times as many: the interval narrows as one over
 # the square root of the rounds, so 4x halves it.
 EXTEND, CHECK_EVERY = 4, 25
+FRESH_EVERY = 20  # rounds between new copies of the compared layers (see measure)
 
 
 def every(variant: str, paired: tuple[str, ...]) -> int:
@@ -189,14 +190,22 @@ def every(variant: str, paired: tuple[str, ...]) -> int:
     return 1 if variant in paired else SLOW_EVERY if variant in SLOW else SIDE_EVERY
 
 
-def measure(runs: dict, rounds: int, sync, seconds: float = 0.0, settled=None) -> dict[str, list[float]]:
+def measure(runs: dict, rounds: int, sync, seconds: float = 0.0, settled=None, fresh=None) -> dict[str, list[float]]:
     """Milliseconds of each closure in each round (nan where it was not timed): the compared ones
     (``PAIRED``) every round, the others every ``every(k, paired)`` rounds, in a new random order each
     round: a fixed or rotating order has each variant always follow the same one, and so inherit
     its effect on the caches and the allocator. At least ``rounds`` rounds, more until about
     ``seconds`` of rounds: fast norms need many for their ratios to settle. Then, while
     ``settled(times)`` is false (the target's verdict is still open), more rounds, up to
-    ``EXTEND`` times as many."""
+    ``EXTEND`` times as many.
+
+    ``fresh`` maps a variant to a function that builds its closure again, on new copies of its
+    modules; every ``FRESH_EVERY`` rounds they are rebuilt. Two copies of one native layer, each
+    kept for a whole row, read 1-4% apart with confidence intervals that exclude 1 (where their
+    parameters, gradients and outputs land in memory; 2026-12-01): rebuilt every 20 rounds,
+    within 1%. Without this, a layer that calls the very kernel it is compared with could read
+    1.06, and the interval would say the miss was certain."""
+    runs, fresh = dict(runs), fresh or {}
     paired = PAIRED["native" in runs]
     one_round = 0.0
     for k, fn in runs.items():  # warm-up: allocator, caches, lazy initialisation (and compilation)
@@ -221,6 +230,10 @@ def measure(runs: dict, rounds: int, sync, seconds: float = 0.0, settled=None) -
         for r in range(EXTEND * rounds):
             if r >= rounds and (r - rounds) % CHECK_EVERY == 0 and (settled is None or settled(times)):
                 break
+            if r and r % FRESH_EVERY == 0:
+                for k, build in fresh.items():
+                    runs[k] = build()
+                    runs[k]()  # its first call, untimed, as in the warm-up
             order = [k for item in rng.sample(items, len(items))
                      for k in (rng.sample(item, len(item)) if isinstance(item, tuple) else [item])]
             for k in times:
@@ -280,7 +293,10 @@ def bench_norm(name: str, case: Case, rounds: int, compile_: bool, seconds: floa
     if name != "none" and "normlab" in runs:
         _, (a, b, limit) = target_of(name, runs)
         settled = lambda times: verdict(median_ci(_paired(times, a, b)), limit) != "unresolved"  # noqa: E731
-    row.rounds = measure(runs, rounds, sync, seconds, settled)
+    # The compared variants on new copies every FRESH_EVERY rounds (not compiled ones: a copy compiles again).
+    fresh = {k: (lambda m=modules[k]: fwd_bwd(copy.deepcopy(m), x, autocast)[0])
+             for k in runs if k in PAIRED["native" in runs]}
+    row.rounds = measure(runs, rounds, sync, seconds, settled, fresh)
     row.ms = {k: median(t for t in v if math.isfinite(t)) for k, v in row.rounds.items()}
     return row
 
