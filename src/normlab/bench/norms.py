@@ -41,6 +41,7 @@ from normlab import kernels
 from normlab.bench.native import native
 from normlab.bench.report import fmt, markdown, median, median_ci, warn_if_busy, write_report
 from normlab.errors import ConfigError
+from normlab.host_memory import keep_freed_memory
 from normlab.norms import NORMS, build_norm, supports
 from normlab.norms.reference import REFERENCE
 
@@ -342,8 +343,8 @@ def _gbps(nbytes: float, ms: float) -> float:
 NOTES = [
     "times: median milliseconds of one forward + backward pass in training mode (gradients of the input "
     "and the parameters), in rounds in a random order: normlab side by side with the native layer and its copy "
-    f"(at least {NATIVE_ROUNDS} rounds and twice the time), or with native GroupNorm, every round; the other variants every "
-    f"{SIDE_EVERY}rd round, the reference every {SLOW_EVERY}th",
+    f"(at least {NATIVE_ROUNDS} rounds and twice the time), or with native GroupNorm, every round, on new copies every "
+    f"{FRESH_EVERY} rounds; the other variants every {SIDE_EVERY}rd round, the reference every {SLOW_EVERY}th",
     "vs native / BN2d (LN) / GN: normlab's time over PyTorch's layer for the same function, over native "
     "BatchNorm2d (images) or LayerNorm (tokens), over native GroupNorm, on the same tensor: the median of "
     "the ratios within each round, and in brackets its 95% confidence interval (distribution-free, from the "
@@ -377,6 +378,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="also time torch.compile (default: on; off with --quick)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
+                   help="malloc keeps freed memory, as training runs do (trainer.keep_freed_memory; default: on)")
     p.add_argument("--quick", action="store_true", help="tiny tensors, 2 rounds, no compile: a smoke test")
     p.add_argument("--out", default="logs/bench/norms.md", help="where the markdown table goes")
     return p.parse_args(argv)
@@ -419,6 +422,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
     args = parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.keep_freed_memory:
+        keep_freed_memory()  # the norms timed as they run in training (normlab/host_memory.py)
     warn_if_busy(torch.get_num_threads(), "--threads 1")
     torch.manual_seed(0)
     rows = run(args)
