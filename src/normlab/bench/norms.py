@@ -131,8 +131,8 @@ class Row:
             return "-", None
         if "normlab" not in self.ms:  # it refused the input: the notes say why
             return "did not run", None
-        label, (a, b, limit) = target_of(self.norm, self.ms)
-        return label, verdict(median_ci(_paired(self.rounds, a, b)), limit)
+        label, compared = target_of(self.norm, self.ms)
+        return label, judge(self.rounds, *compared)
 
 
 def target_of(norm: str, variants) -> tuple[str, tuple[str, str, float]]:
@@ -145,6 +145,11 @@ def target_of(norm: str, variants) -> tuple[str, tuple[str, str, float]]:
 def verdict(ci: tuple[float, float, float], limit: float) -> str:
     _, lo, hi = ci
     return "ok" if hi <= limit else "MISSED" if lo > limit else "unresolved"
+
+
+def judge(rounds: dict[str, list[float]], a: str, b: str, limit: float) -> str:
+    """The verdict on a's time over b's, at most ``limit``, from the rounds so far."""
+    return verdict(median_ci(_paired(rounds, a, b)), limit)
 
 
 def _paired(rounds: dict[str, list[float]], a: str, b: str) -> list[float]:
@@ -203,8 +208,8 @@ def measure(runs: dict, rounds: int, sync, seconds: float = 0.0, settled=None, f
     ``fresh`` maps a variant to a function that builds its closure again, on new copies of its
     modules; every ``FRESH_EVERY`` rounds they are rebuilt. Two copies of one native layer, each
     kept for a whole row, read 1-4% apart with confidence intervals that exclude 1 (where their
-    parameters, gradients and outputs land in memory; 2026-12-01): rebuilt every 20 rounds,
-    within 1%. Without this, a layer that calls the very kernel it is compared with could read
+    parameters, gradients and outputs land in memory; 2026-12-01); rebuilt every 20 rounds,
+    0.98-1.02 in every row of a full run. Without this, a layer that calls the very kernel it is compared with could read
     1.06, and the interval would say the miss was certain."""
     runs, fresh = dict(runs), fresh or {}
     paired = PAIRED["native" in runs]
@@ -292,8 +297,8 @@ def bench_norm(name: str, case: Case, rounds: int, compile_: bool, seconds: floa
         rounds, seconds = max(rounds, NATIVE_ROUNDS), 2 * seconds
     settled = None
     if name != "none" and "normlab" in runs:
-        _, (a, b, limit) = target_of(name, runs)
-        settled = lambda times: verdict(median_ci(_paired(times, a, b)), limit) != "unresolved"  # noqa: E731
+        compared = target_of(name, runs)[1]
+        settled = lambda times: judge(times, *compared) != "unresolved"  # noqa: E731
     # The compared variants on new copies every FRESH_EVERY rounds (not compiled ones: a copy compiles again).
     fresh = {k: (lambda m=modules[k]: fwd_bwd(copy.deepcopy(m), x, autocast)[0])
              for k in runs if k in PAIRED["native" in runs]}
