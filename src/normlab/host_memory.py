@@ -35,3 +35,8 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_TRIM_THRESHOLD, LIMIT)) and bool(mallopt(M_MMAP_THRESHOLD, LIMIT))
+
+
+def keep_freed_memory_if_asked(cfg) -> bool:
+    """``keep_freed_memory()`` unless the run's config says ``trainer.keep_freed_memory=false``."""
+    return bool(cfg.trainer.get("keep_freed_memory", True)) and keep_freed_memory()

@@ -23,7 +23,7 @@ from normlab.checkpoints import AtomicCheckpointIO, checkpoint_callbacks
 from normlab.diagnostics import BatchStatDiagnostics
 from normlab.divergence import Diverged, DivergenceGuard
 from normlab.errors import ConfigError
-from normlab.host_memory import keep_freed_memory
+from normlab.host_memory import keep_freed_memory_if_asked
 from normlab.layer_sync import sync_plugin
 from normlab.loggers import build_loggers, finish_wandb, wandb_run_id
 from normlab.norm_callbacks import MixingWeights, PreciseBN
@@ -117,8 +117,7 @@ def train(cfg: DictConfig) -> dict:
         check_config(cfg)
         if cfg.get("threads"):
             torch.set_num_threads(cfg.threads)  # parallel jobs on one machine: one or two threads each
-        if cfg.trainer.get("keep_freed_memory", True):
-            keep_freed_memory()  # no page faults for each step's activations (host_memory.py)
+        keep_freed_memory_if_asked(cfg)  # no page faults for each step's activations (host_memory.py)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         logger_config = config
         if resume:  # the same W&B run, and the CSV rows written before the kill kept

@@ -209,8 +209,8 @@ def measure(runs: dict, rounds: int, sync, seconds: float = 0.0, settled=None, f
     modules; every ``FRESH_EVERY`` rounds they are rebuilt. Two copies of one native layer, each
     kept for a whole row, read 1-4% apart with confidence intervals that exclude 1 (where their
     parameters, gradients and outputs land in memory; 2026-12-01); rebuilt every 20 rounds,
-    0.98-1.02 in every row of a full run. Without this, a layer that calls the very kernel it is compared with could read
-    1.06, and the interval would say the miss was certain."""
+    0.98-1.02 in every row of a full run. Without this, a layer that calls the very kernel it is
+    compared with could read 1.06, and the interval would say the miss was certain."""
     runs, fresh = dict(runs), fresh or {}
     paired = PAIRED["native" in runs]
     one_round = 0.0

@@ -43,8 +43,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from normlab.bench.report import fmt, markdown, median, warn_if_busy, write_report
 from normlab.errors import ConfigError
+from normlab.host_memory import keep_freed_memory_if_asked
 from normlab.loggers import build_loggers, finish_wandb
-from normlab.host_memory import keep_freed_memory
 from normlab.run import build_trainer
 from normlab.tasks import build_task
 from normlab.validate import check_config
@@ -218,8 +218,7 @@ def bench(label: str, overrides: list[str], steps: int, repeats: int, warmup: in
         base = compose(overrides, tmp)
         result = Result(label, base.task.name, base.norm.name, base.data.batch, steps)
         torch.set_num_threads(base.get("threads") or DEFAULT_THREADS)  # as run.train: both loops, the run's threads
-        if base.trainer.get("keep_freed_memory", True):
-            keep_freed_memory()  # as run.train, for both loops
+        keep_freed_memory_if_asked(base)  # as run.train, for both loops
         for r in range(repeats):
             cfg = compose([*overrides, f"trainer.max_steps={steps}", "trainer.max_epochs=1000"], str(Path(tmp) / f"{r}"))
             sync = torch.cuda.synchronize if device_of(cfg)[0].type == "cuda" else (lambda: None)

@@ -9,7 +9,8 @@
 /* S0, forward, one (sample, group) block of cg channels at a time: the group's mean and 1/std
    (two passes from the cache), then s = sigmoid(v x) and y = x s gamma / std + beta. */
 void evonorm_s0_forward(const float *x, float *y, float *sig, float *mean, float *rstd, const float *v,
-                        const float *gamma, const float *beta, int64_t N, int64_t C, int64_t S, int64_t G, float eps, int nt) {
+                        const float *gamma, const float *beta, int64_t N, int64_t C, int64_t S, int64_t G, float eps,
+                        int nt) {
     int64_t cg = C / G, M = cg * S;
     PARALLEL_FOR(nt)
     for (int64_t blk = 0; blk < N * G; blk++) {

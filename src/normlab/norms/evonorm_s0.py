@@ -98,11 +98,12 @@ class _EvoNormS0(Function):
         if ctx.native:  # the statistics, then y with its sigmoid, per group in cache (evonorm.c)
             y, sig, mean, rstd = evonorm.s0_forward(x, *(kernels.vector(t) for t in (v1, weight, bias)), groups, eps)
             ctx.save_for_backward(x, sig, mean, rstd, v1, weight)
+            ctx.sig_spent = False  # the first backward writes dx over it
             return y
         xs = upcast(x)
         mean, var = raw_moments(xs.view(x.shape[0], groups, -1), (2,))  # (N, G, 1)
         rstd = torch.rsqrt(var + eps)
-        sig = torch.mul(xs, per_channel(v1.detach(), x, "nchw")).sigmoid_()
+        sig = _sigmoid(xs, v1)
         k = _per_channel(rstd, x)  # (N, C, 1, ...): 1/std, times gamma
         k = k * per_channel(weight.detach(), x, "nchw") if weight is not None else k
         y = torch.mul(xs, sig).mul_(k)
@@ -146,8 +147,8 @@ def _native_backward(ctx, dy):
     that fills it). A second backward through the same graph (``retain_graph=True``) finds it
     spent and recomputes it."""
     x, sig, mean, rstd, v1, weight = ctx.saved_tensors
-    if getattr(ctx, "sig_spent", False):
-        sig = torch.sigmoid(x * per_channel(v1.detach(), x, "nchw"))
+    if ctx.sig_spent:
+        sig = _sigmoid(x, v1)
     ctx.sig_spent = True
     gamma = kernels.vector(weight)
     dx, s_f, s_one, s_v = evonorm.s0_backward(dy, x, sig, mean, rstd, kernels.vector(v1), gamma, out=sig)
@@ -156,6 +157,11 @@ def _native_backward(ctx, dy):
     g_weight = (s_f * rstd_c).sum(0) if weight is not None else None
     g_bias = s_one.sum(0) if ctx.has_bias else None
     return dx, None, None, g_v1.to(v1.dtype), g_weight, g_bias
+
+
+def _sigmoid(x: torch.Tensor, v1: torch.Tensor) -> torch.Tensor:
+    """sigmoid(v1 x) on (N, C, ...) images, a new tensor."""
+    return torch.mul(x, per_channel(v1.detach(), x, "nchw")).sigmoid_()
 
 
 def _per_channel(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
