@@ -16,15 +16,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from normlab.errors import ConfigError, Diverged
+from normlab.run import ddp, train
+from normlab.run.resume import resume_argv
+
 log = logging.getLogger("normlab")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from normlab.divergence import Diverged
-    from normlab.errors import ConfigError
-    from normlab.run import train
-
     try:
         summary = train(cfg)
     except (ConfigError, Diverged) as err:
@@ -38,15 +38,9 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    from normlab import ddp
-
     if (rank_config := ddp.handed_over()) is not None:  # a DDP rank Lightning started: rank 0's config, no Hydra
-        sys.exit(ddp.run_rank(rank_config))
+        sys.exit(ddp.run_rank(rank_config, train))
     ddp.mark_entry_point()  # Lightning's DDP may start its other ranks by running this script again
-
-    from normlab.errors import ConfigError
-    from normlab.resume import resume_argv
-
     try:
         sys.argv = resume_argv(sys.argv)  # resume=<run dir>: the run's own overrides, in its own directory
     except ConfigError as err:

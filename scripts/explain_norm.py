@@ -1,8 +1,8 @@
-"""Which axes a norm reduces, and why native and hand-written results differ. See normlab.explain."""
+"""Which axes a norm reduces, and why native and hand-written results differ. See normlab.norms.explain."""
 
 import sys
 
-from normlab.explain import main
+from normlab.norms.explain import main
 
 if __name__ == "__main__":
     sys.exit(main())

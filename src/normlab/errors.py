@@ -1,8 +1,9 @@
-"""The one exception type a user should ever see from normlab.
+"""The two exception types a user should ever see from normlab.
 
 A ``ConfigError`` carries a single line that says what is wrong and how to fix it.
 ``train.py`` prints it without a traceback: a typo in a sweep deserves a sentence,
-not a stack trace from inside torch.
+not a stack trace from inside torch. A ``Diverged`` says at which step a run's loss or weights
+turned NaN or infinite (exit status 3).
 """
 
 from __future__ import annotations
@@ -13,6 +14,16 @@ from collections.abc import Iterable
 
 class ConfigError(ValueError):
     """Bad input or a bad config, with the fix in the message."""
+
+
+class Diverged(RuntimeError):
+    """Training went non-finite; ``step`` is the first training step whose loss, or update, was NaN or inf."""
+
+    def __init__(self, step: int):
+        self.step = step
+        super().__init__(f"training diverged at step {step}: the loss or the weights became NaN or infinite. The run "
+                         f"was stopped, and checkpoints/ keeps only weights from before that step. Fix: lower "
+                         f"task.optim.lr, add warm-up (task.optim.warmup) or clipping (trainer.gradient_clip_val=1.0).")
 
 
 def unknown_name(kind: str, name: str, known: Iterable[str], key: str) -> ConfigError:

@@ -41,9 +41,9 @@ from normlab import kernels
 from normlab.bench.native import native
 from normlab.bench.report import fmt, markdown, median, median_ci, warn_if_busy, write_report
 from normlab.errors import ConfigError
-from normlab.host_memory import keep_freed_memory
 from normlab.norms import NORMS, build_norm, supports
 from normlab.norms.reference import REFERENCE
+from normlab.run.host_memory import keep_freed_memory
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 NATIVE_TARGET = 1.05  # a norm with a native layer: at most this much slower than it
@@ -428,7 +428,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.keep_freed_memory:
-        keep_freed_memory()  # the norms timed as they run in training (normlab/host_memory.py)
+        keep_freed_memory()  # the norms timed as they run in training (normlab/run/host_memory.py)
     warn_if_busy(torch.get_num_threads(), "--threads 1")
     torch.manual_seed(0)
     rows = run(args)

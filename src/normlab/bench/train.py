@@ -43,11 +43,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from normlab.bench.report import fmt, markdown, median, warn_if_busy, write_report
 from normlab.errors import ConfigError
-from normlab.host_memory import keep_freed_memory_if_asked
-from normlab.loggers import build_loggers, finish_wandb
-from normlab.run import build_trainer
+from normlab.run.config_check import check_config
+from normlab.run.host_memory import keep_freed_memory_if_asked
+from normlab.run.loggers import build_loggers, finish_wandb
+from normlab.run.trainer import build_trainer
 from normlab.tasks import build_task
-from normlab.validate import check_config
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
 DEFAULT_THREADS = torch.get_num_threads()

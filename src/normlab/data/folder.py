@@ -8,12 +8,12 @@ train). Images are decoded once, with a progress bar, into uint8 tensors and cac
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from normlab.atomic import atomic_path
 from normlab.data.splits import ImageSplits, Split, hold_out
 from normlab.errors import ConfigError
 
@@ -63,9 +63,8 @@ def load_image_folder(
         splits = {s: _decode_split(tree / s, classes, image_size) for s in names}
         if cache:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(f".tmp{os.getpid()}")
-            torch.save({s: (v.x, v.y) for s, v in splits.items()}, tmp)
-            os.replace(tmp, cache)  # atomic: parallel jobs never read half a file
+            with atomic_path(cache) as tmp:  # parallel jobs never read half a file
+                torch.save({s: (v.x, v.y) for s, v in splits.items()}, tmp)
     splits = {s: v if isinstance(v, Split) else Split(*v) for s, v in splits.items()}
     if "val" in splits:
         train, val = splits["train"], splits["val"]

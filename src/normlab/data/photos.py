@@ -17,15 +17,15 @@ which the datamodule takes random crops; held-out images as ``eval_size`` square
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from normlab.atomic import atomic_path
+from normlab.data.images import IMAGE_SUFFIXES, read_image, resize_short, square, to_rgb
 from normlab.errors import ConfigError
-from normlab.images import IMAGE_SUFFIXES, read_image, resize_short, square, to_rgb
 
 TRAIN_PHOTOS = ("astronaut", "rocket", "stereo_motorcycle", "hubble_deep_field", "retina", "coins", "moon", "clock")
 HELD_OUT_PHOTOS = ("chelsea", "coffee", "camera")
@@ -106,9 +106,8 @@ def cached_squares(files: list[Path], size: int, cache_dir: str | None, what: st
         return torch.load(cache)
     x = decode_squares(files, size, what)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".tmp{os.getpid()}")
-    torch.save(x, tmp)
-    os.replace(tmp, cache)  # atomic: parallel jobs never read half a file
+    with atomic_path(cache) as tmp:  # parallel jobs never read half a file
+        torch.save(x, tmp)
     return x
 
 

@@ -17,10 +17,10 @@ import torch
 
 from normlab.data.augment import random_flip
 from normlab.data.batches import TensorBatches
-from normlab.data.resumable import ResumableEpochs
-from normlab.data.photos import STYLE_DATASETS, StyleImages
-from normlab.data.splits import Split
 from normlab.data.loaders import bind_loader
+from normlab.data.photos import STYLE_DATASETS, StyleImages
+from normlab.data.resumable import ResumableEpochs
+from normlab.data.splits import Split
 from normlab.errors import ConfigError
 
 # Keys of conf/data/*.yaml that the datamodule uses; all others go to the loader.

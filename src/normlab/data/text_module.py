@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 import lightning as L
 
+from normlab.data.loaders import bind_loader
 from normlab.data.text import SPLITS, TEXT_DATASETS, TextSplits
 from normlab.data.vocab import CharVocab
 from normlab.data.windows import FixedWindows, RandomWindows
-from normlab.data.loaders import bind_loader
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from normlab.atomic import atomic_path
+
 HERE = Path(__file__).parent
 # -fno-trapping-math lets the compiler turn the branches of clamps and masks into vector selects;
 # -fno-math-errno lets sqrt be one instruction. No -ffast-math: it would assume no NaN, and a
@@ -99,7 +101,7 @@ def _cpu_id() -> str:
         return platform.processor()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load(name: str) -> ctypes.CDLL | None:
     """The library built from ``<name>.c`` (and the headers beside it), or None, with a warning
     once, if there is no working C compiler."""
@@ -123,18 +125,16 @@ def load(name: str) -> ctypes.CDLL | None:
 
 def _build(cc: str, source: Path, lib: Path) -> str | None:
     """Compile ``source`` into ``lib``; None, or what went wrong."""
-    tmp = lib.with_suffix(f".{os.getpid()}.tmp")  # parallel sweep jobs may build at once: rename is atomic
     error = ""
     try:
-        lib.parent.mkdir(parents=True, exist_ok=True)
-        for extra in VARIANTS:
-            cmd = [*cc.split(), *FLAGS, *extra, f"-I{HERE}", str(source), "-o", str(tmp), "-lm"]
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode == 0:
-                os.replace(tmp, lib)
-                return None
-            error = done.stderr.strip()[-2000:]
-        tmp.unlink(missing_ok=True)
+        with atomic_path(lib) as tmp:  # parallel sweep jobs may build at once
+            for extra in VARIANTS:
+                cmd = [*cc.split(), *FLAGS, *extra, f"-I{HERE}", str(source), "-o", str(tmp), "-lm"]
+                done = subprocess.run(cmd, capture_output=True, text=True)
+                if done.returncode == 0:
+                    return None
+                error = done.stderr.strip()[-2000:]
+                tmp.unlink(missing_ok=True)
     except OSError as err:  # a cache that cannot be written (NORMLAB_CACHE moves it), a compiler that cannot start
         return f"{err}. Fix: point NORMLAB_CACHE at a writable folder."
     return error

@@ -47,7 +47,6 @@ from normlab import kernels
 from normlab.kernels import rows
 from normlab.norms.precision import upcast
 
-
 # Below this many elements a layer keeps its composite path (native kernels and a few tensor
 # ops with autograd): the fused path's fixed cost, about 100 small-tensor ops forward and
 # backward, is more than the passes it saves. Measured 2026-11-23 on two busy CPU cores: BLN,

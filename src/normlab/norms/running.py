@@ -5,7 +5,7 @@
 
 The variance fed to the estimate is the unbiased one, as in ``F.batch_norm`` (Ioffe & Szegedy
 2015, Algorithm 2), so every BatchNorm-like layer of normlab keeps the same kind of estimate
-and ``diagnostics.precise_bn`` (momentum 1/(i+1): a plain average) works on all of them.
+and PreciseBN (``callbacks/norm_stats.py``, momentum 1/(i+1): a plain average) works on all of them.
 """
 
 from __future__ import annotations

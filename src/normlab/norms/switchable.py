@@ -25,7 +25,7 @@ The BN part keeps BatchNorm's running statistics (``running.py``: unbiased varia
 ``momentum``) and uses them in eval mode; IN and LN use the sample's own statistics in every
 mode (for tokens, IN's statistics span the sequence: a token sees later tokens in eval too).
 The importance weights start equal (lambda = 0); ``mixing_weights()`` returns their softmax,
-which ``MixingWeights`` (``normlab.norm_callbacks``) logs at the end of every epoch.
+which ``MixingWeights`` (``normlab.callbacks.norm_stats``) logs at the end of every epoch.
 """
 
 from __future__ import annotations

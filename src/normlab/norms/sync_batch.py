@@ -16,7 +16,7 @@ of the global batch:
 module). So the layer is built as BatchNorm (``SyncBatchNorm``), and ``SyncBatchNormPlugin``, a
 Lightning layer-sync plugin, turns it into ``CrossDeviceBatchNorm`` when DDP on GPUs sets up
 training, and back after. Everywhere else (one process, CPU processes with gloo) it stays
-BatchNorm over the device's own images, and the run says so in its log (``normlab.scale``).
+BatchNorm over the device's own images, and the run says so in its log (``normlab.run.batch_scale``).
 Running statistics and eval mode are BatchNorm's, from the global batch's statistics when synced.
 """
 

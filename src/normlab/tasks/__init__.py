@@ -1,48 +1,44 @@
-"""Task registry: a task name builds its LightningModule and LightningDataModule from the config.
+"""Task registry: a task's builder and the datasets it trains on.
 
-A new task (language modelling, style transfer) is one builder here: ``build(cfg, world_size)``
-returns ``(module, datamodule)``.
+Every builder has one signature, ``build(cfg, world_size) -> (LightningModule, LightningDataModule)``;
+a new task (language modelling, style transfer) is one module with its builder and one line here.
+``datasets`` is the table ``data.name`` is looked up in, for the task's config check.
 """
 
 from __future__ import annotations
 
-import torch
-from omegaconf import DictConfig, OmegaConf
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
+from omegaconf import DictConfig
+
+from normlab.data import DATASETS
+from normlab.data.photos import STYLE_DATASETS
+from normlab.data.text import TEXT_DATASETS
 from normlab.errors import unknown_name
+from normlab.tasks.classify import build_classify
 from normlab.tasks.lm import build_lm
+from normlab.tasks.style import build_style
 
 
-def build_classify(cfg: DictConfig, world_size: int):
-    from normlab.data import build_image_datamodule
-    from normlab.models import build_model
-    from normlab.tasks.classify import ImageClassifier
-
-    data = build_image_datamodule(
-        OmegaConf.to_container(cfg.data, resolve=True), cfg.seed, channels_last=cfg.trainer.get("channels_last", False)
-    )
-    data.setup()
-    model = build_model(
-        OmegaConf.to_container(cfg.model, resolve=True), OmegaConf.to_container(cfg.norm, resolve=True),
-        num_classes=data.num_classes, in_channels=data.splits.in_channels,
-    )
-    if cfg.trainer.get("channels_last", False):
-        model = model.to(memory_format=torch.channels_last)
-    optim_cfg = OmegaConf.to_container(cfg.task.optim, resolve=True)
-    return ImageClassifier(model, optim_cfg, cfg.data.batch, cfg.data.batch * world_size), data
+@dataclass(frozen=True)
+class Task:
+    build: Callable  # (cfg, world_size) -> (LightningModule, LightningDataModule)
+    datasets: Mapping[str, Callable]  # data.name -> its loader
 
 
-def build_style(cfg: DictConfig, world_size: int):
-    from normlab.tasks.style import build_style_task
+TASKS: dict[str, Task] = {
+    "classify": Task(build_classify, DATASETS),
+    "lm": Task(build_lm, TEXT_DATASETS),
+    "style": Task(build_style, STYLE_DATASETS),
+}
 
-    return build_style_task(cfg, world_size)
 
-
-TASKS = {"classify": build_classify, "lm": build_lm, "style": build_style}
+def task_of(name: str) -> Task:
+    if name not in TASKS:
+        raise unknown_name("task", name, TASKS, "task")
+    return TASKS[name]
 
 
 def build_task(cfg: DictConfig, world_size: int = 1):
-    name = cfg.task.name
-    if name not in TASKS:
-        raise unknown_name("task", name, TASKS, "task")
-    return TASKS[name](cfg, world_size)
+    return task_of(cfg.task.name).build(cfg, world_size)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import lightning as L
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from normlab.chunks import split_batch
+from normlab.data import build_image_datamodule
+from normlab.models import build_model
 from normlab.tasks import optim
 from normlab.tasks.train_metrics import TrainMetrics
 
@@ -53,3 +56,18 @@ class ImageClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         return optim.configure(self, self.trainer, self.optim_cfg, self.global_batch)
+
+
+def build_classify(cfg: DictConfig, world_size: int):
+    data = build_image_datamodule(
+        OmegaConf.to_container(cfg.data, resolve=True), cfg.seed, channels_last=cfg.trainer.get("channels_last", False)
+    )
+    data.setup()
+    model = build_model(
+        OmegaConf.to_container(cfg.model, resolve=True), OmegaConf.to_container(cfg.norm, resolve=True),
+        num_classes=data.num_classes, in_channels=data.splits.in_channels,
+    )
+    if cfg.trainer.get("channels_last", False):
+        model = model.to(memory_format=torch.channels_last)
+    optim_cfg = OmegaConf.to_container(cfg.task.optim, resolve=True)
+    return ImageClassifier(model, optim_cfg, cfg.data.batch, cfg.data.batch * world_size), data

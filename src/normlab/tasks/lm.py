@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from normlab.data.text_module import build_text_datamodule
+from normlab.models import build_model
 from normlab.tasks import optim
 from normlab.tasks.samples import TextSamples
 from normlab.tasks.train_metrics import TrainMetrics
@@ -80,9 +82,6 @@ class LanguageModel(L.LightningModule):
 
 
 def build_lm(cfg: DictConfig, world_size: int):
-    from normlab.data.text_module import build_text_datamodule
-    from normlab.models import build_model
-
     data = build_text_datamodule(OmegaConf.to_container(cfg.data, resolve=True), cfg.model.block_size, cfg.seed)
     data.setup()
     model = build_model(OmegaConf.to_container(cfg.model, resolve=True), OmegaConf.to_container(cfg.norm, resolve=True),

@@ -20,8 +20,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from normlab.data.images import grid, save_png, to_uint8
+from normlab.data.style_module import build_style_datamodule
 from normlab.errors import ConfigError
-from normlab.images import grid, save_png, to_uint8
+from normlab.models import build_model
+from normlab.models.loss_net import build_loss_network
 from normlab.tasks import optim
 from normlab.tasks.perceptual import PerceptualLoss
 
@@ -139,11 +142,7 @@ class StyleTransfer(L.LightningModule):
         return optim.configure(self.model, self.trainer, self.optim_cfg, self.global_batch)
 
 
-def build_style_task(cfg: DictConfig, world_size: int):
-    from normlab.data.style_module import build_style_datamodule
-    from normlab.models import build_model
-    from normlab.models.loss_net import build_loss_network
-
+def build_style(cfg: DictConfig, world_size: int):
     if cfg.model.name != "style_net":
         raise ConfigError(f"task=style trains a transformation network, not model={cfg.model.name}. Fix: set model=style_net.")
     data = build_style_datamodule(OmegaConf.to_container(cfg.data, resolve=True), cfg.seed)

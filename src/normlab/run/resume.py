@@ -1,0 +1,139 @@
+"""Continue a run where it stopped: ``python train.py resume=<run dir>``.
+
+The command repeats the run's own overrides (from ``<run dir>/.hydra/overrides.yaml``), so the
+config is the run's; only settings that do not change what is trained may be added
+(``ALLOWED``). The run continues in the same directory, from ``checkpoints/last.ckpt``, into the
+same W&B run (its id is in ``summary.json``), and its CSV history is kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from normlab.atomic import atomic_write
+from normlab.errors import ConfigError
+
+# What a resumed run may set differently: how it runs, not what it trains (max_epochs extends it).
+ALLOWED = ("threads", "trainer.max_epochs", "trainer.enable_progress_bar", "logger.wandb.mode",
+           "checkpoint.every_n_steps")
+# Keys that differ between two attempts of one run by design.
+IGNORED = ("resume", "ckpt_path", "paths.", "logger.wandb.id")
+
+
+def resume_argv(argv: list[str]) -> list[str]:
+    """``train.py resume=<dir> [allowed overrides]`` -> ``train.py <the run's overrides> ... hydra.run.dir=<dir>``."""
+    args = argv[1:]
+    asked = [a for a in args if a.startswith("resume=")]
+    if not asked:
+        return argv
+    if {"-m", "--multirun"} & set(args):
+        raise ConfigError("resume continues one run, not a sweep. Fix: resume each failed job of the sweep by its "
+                          "own directory, without -m: python train.py resume=<sweep dir>/<job number>.")
+    run_dir = Path(asked[-1].split("=", 1)[1])
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"resume={run_dir} is not a run directory (it has no .hydra/overrides.yaml). "
+                          f"Fix: give a directory of logs/runs/ or logs/multiruns/<sweep>/.")
+    import yaml
+
+    original = [o for o in yaml.safe_load(saved.read_text()) or [] if not o.startswith(("resume=", "ckpt_path="))]
+    extra = [a for a in args if not a.startswith("resume=")]
+    for arg in extra:
+        key = arg.split("=", 1)[0].lstrip("+~")
+        if "=" in arg and not key.startswith("hydra.") and key not in ALLOWED:
+            raise ConfigError(f"resume={run_dir} continues that run with its own config; {arg} would change what it "
+                              f"trains. Fix: drop {arg} (with resume, only {', '.join(ALLOWED)} may be set), "
+                              f"or start a new run without resume=.")
+    return [argv[0], *original, *extra, f"resume={run_dir}", f"hydra.run.dir={run_dir}"]
+
+
+@dataclass
+class Resume:
+    ckpt_path: Path
+    wandb_id: str | None
+    previous: dict  # the run's summary.json as it was
+
+
+def resume_point(run_dir: Path, config: dict) -> Resume:
+    """Where ``run_dir`` stopped, and whether ``config`` (resolved) is still the run's config."""
+    path = Path(run_dir) / "summary.json"
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"cannot resume {run_dir}: its summary.json is missing or unreadable ({type(err).__name__}). "
+                          f"Fix: start the run again without resume=.") from None
+    changed = _differences(previous.get("config", {}), config)
+    if changed:
+        raise ConfigError(f"cannot resume {run_dir} with a different config: {'; '.join(changed[:3])}. Fix: run "
+                          f"python train.py resume={run_dir} with no other overrides than {', '.join(ALLOWED)}.")
+    was_epochs = previous.get("config", {}).get("trainer", {}).get("max_epochs")
+    if previous.get("status") == "completed" and config["trainer"].get("max_epochs") == was_epochs:
+        raise ConfigError(f"{run_dir} already completed its {was_epochs} epochs; there is nothing to resume. "
+                          f"Fix: to train it longer, add trainer.max_epochs=<more than {was_epochs}>.")
+    ckpt = Path(run_dir) / "checkpoints" / "last.ckpt"
+    if not ckpt.is_file():
+        raise ConfigError(f"{run_dir} has no checkpoints/last.ckpt: it stopped before its first checkpoint. "
+                          f"Fix: start it again without resume= (and set checkpoint.every_n_steps=<N> to save "
+                          f"during an epoch).")
+    return Resume(ckpt, previous.get("wandb_id") or _wandb_id(Path(run_dir)), previous)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _differences(was: dict, now: dict) -> list[str]:
+    a, b = _flatten(was), _flatten(now)
+    keys = sorted(k for k in set(a) | set(b) if k not in ALLOWED and not k.startswith(IGNORED))
+    return [f"{k}={b.get(k)} (the run has {a.get(k)})" for k in keys if a.get(k) != b.get(k)]
+
+
+def _wandb_id(run_dir: Path) -> str | None:
+    """The id of the run's W&B run, from its folder name (``offline-run-<time>-<id>``), for older summaries."""
+    runs = sorted((run_dir / "wandb").glob("*run-*-*"))
+    return runs[-1].name.rsplit("-", 1)[-1] if runs else None
+
+
+# --- the CSV history ------------------------------------------------------------------------
+# Lightning's CSV logger deletes an existing metrics.csv when it starts. The rows of the killed
+# attempt are set aside first and put back in front of the new ones when the run ends, without
+# the steps the new attempt repeated (those after the checkpoint it resumed from).
+
+def set_aside_csv(run_dir: Path) -> Path | None:
+    metrics = Path(run_dir) / "csv" / "metrics.csv"
+    if not metrics.is_file():
+        return None
+    aside = metrics.with_name(f"metrics.before-resume.{os.getpid()}.csv")
+    os.replace(metrics, aside)
+    return aside
+
+
+def merge_csv(run_dir: Path, aside: Path | None) -> None:
+    if aside is None:
+        return
+    metrics = Path(run_dir) / "csv" / "metrics.csv"
+    old = _read_rows(aside)
+    new = _read_rows(metrics) if metrics.is_file() else []
+    first_new = min((int(r["step"]) for r in new if r.get("step")), default=None)
+    kept = [r for r in old if first_new is None or not r.get("step") or int(r["step"]) < first_new]
+    fields = list(dict.fromkeys(k for r in kept + new for k in r))
+    with atomic_write(metrics) as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(kept + new)
+    aside.unlink()
+
+
+def _read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
