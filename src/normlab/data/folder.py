@@ -7,46 +7,51 @@ train). Images are decoded once, with a progress bar, into uint8 tensors and cac
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from normlab.atomic import atomic_path
+from normlab.data.decode import decode_files, files_key
 from normlab.data.splits import ImageSplits, Split, hold_out
 from normlab.errors import ConfigError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
-def _decode_split(folder: Path, classes: list[str], size: int | None) -> Split:
+def _decode_split(folder: Path, classes: list[str], size: int | None, skip_bad: bool) -> Split:
     from torchvision.io import ImageReadMode, decode_image
     from torchvision.transforms.v2.functional import resize
 
-    files = [(f, c) for c, name in enumerate(classes) for f in sorted((folder / name).iterdir())
-             if f.suffix.lower() in IMAGE_SUFFIXES]
-    images, labels = [], []
-    for f, c in tqdm(files, desc=f"decoding {folder.name}", unit="img", mininterval=2):
+    def decode(f: Path) -> torch.Tensor:
         img = decode_image(str(f), mode=ImageReadMode.RGB)
-        images.append(resize(img, [size, size], antialias=True) if size else img)
-        labels.append(c)
+        return resize(img, [size, size], antialias=True) if size else img
+
+    files, labels = _files(folder, classes)
+    images, kept = decode_files(files, decode, f"{folder.name} image", skip_bad)
     try:
-        return Split(torch.stack(images), torch.tensor(labels))
+        return Split(torch.stack(images), torch.tensor([labels[i] for i in kept]))
     except RuntimeError:
         raise ConfigError(
             f"images in {folder} differ in size. Fix: set data.image_size=<pixels> to resize them."
         ) from None
 
 
-def _cache_file(root: Path, size: int | None, cache_dir: str) -> Path:
-    files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    key = hashlib.sha1(f"{root.resolve()}|{size}|{len(files)}|{files[:5]}|{files[-5:]}".encode()).hexdigest()[:12]
-    return Path(cache_dir).expanduser() / f"image_folder-{root.name}-{key}.pt"
+def _files(folder: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
+    pairs = [(f, c) for c, name in enumerate(classes) for f in sorted((folder / name).iterdir())
+             if f.suffix.lower() in IMAGE_SUFFIXES]
+    return [f for f, _ in pairs], [c for _, c in pairs]
+
+
+def _cache_file(root: Path, splits: list[str], classes: list[str], size: int | None, skip_bad: bool,
+                cache_dir: str) -> Path:
+    files = [f for s in splits for f in _files(root / s, classes)[0]]
+    return Path(cache_dir).expanduser() / f"image_folder-{root.name}-{files_key(files, size, skip_bad)}.pt"
 
 
 def load_image_folder(
-    root: str, val_size: int = 5000, image_size: int | None = None, seed: int = 0, cache_dir: str | None = None
+    root: str, val_size: int = 5000, image_size: int | None = None, seed: int = 0, cache_dir: str | None = None,
+    skip_bad_images: bool = False,
 ) -> ImageSplits:
     tree = Path(root)
     if not (tree / "train").is_dir() or not (tree / "test").is_dir():
@@ -55,12 +60,12 @@ def load_image_folder(
             f"Fix: point data.root at a folder laid out as <root>/train/<class>/*.jpg and <root>/test/<class>/*.jpg."
         )
     classes = sorted(p.name for p in (tree / "train").iterdir() if p.is_dir())
-    cache = _cache_file(tree, image_size, cache_dir) if cache_dir else None
+    names = [s for s in ("train", "val", "test") if (tree / s).is_dir()]
+    cache = _cache_file(tree, names, classes, image_size, skip_bad_images, cache_dir) if cache_dir else None
     if cache and cache.exists():
         splits = torch.load(cache)
-    else:
-        names = [s for s in ("train", "val", "test") if (tree / s).is_dir()]
-        splits = {s: _decode_split(tree / s, classes, image_size) for s in names}
+    else:  # the cache is written only once every split is decoded, and whole (atomic_path)
+        splits = {s: _decode_split(tree / s, classes, image_size, skip_bad_images) for s in names}
         if cache:
             cache.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(cache) as tmp:  # parallel jobs never read half a file

@@ -25,13 +25,22 @@ def to_rgb(img: torch.Tensor) -> torch.Tensor:
     return img[:3]
 
 
-def read_image(path: str | Path) -> torch.Tensor:
-    """Any JPEG/PNG/... file -> uint8 ``(3, H, W)``."""
+def decode_file(path: str | Path) -> torch.Tensor:
+    """Any JPEG/PNG/... file -> uint8 ``(3, H, W)``; torchvision's error for a file that is not an image."""
     from torchvision.io import ImageReadMode, decode_image
 
+    return decode_image(str(path), mode=ImageReadMode.RGB, apply_exif_orientation=True)
+
+
+def read_image(path: str | Path) -> torch.Tensor:
+    """``decode_file`` for one file a user named: a missing or broken file is one line that names it."""
     if not Path(path).is_file():
         raise ConfigError(f"no image file at {path}. Fix: give the path of an existing JPEG or PNG file.")
-    return decode_image(str(path), mode=ImageReadMode.RGB, apply_exif_orientation=True)
+    try:
+        return decode_file(path)
+    except (RuntimeError, ValueError, OSError):
+        raise ConfigError(f"{path} is not an image that can be decoded (empty, truncated or another format). "
+                          f"Fix: give the path of a JPEG or PNG file.") from None
 
 
 def resize_short(img: torch.Tensor, size: int) -> torch.Tensor:

@@ -16,15 +16,14 @@ which the datamodule takes random crops; held-out images as ``eval_size`` square
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from normlab.atomic import atomic_path
-from normlab.data.images import IMAGE_SUFFIXES, read_image, resize_short, square, to_rgb
+from normlab.data.decode import decode_files, files_key
+from normlab.data.images import IMAGE_SUFFIXES, decode_file, read_image, resize_short, square, to_rgb
 from normlab.errors import ConfigError
 
 TRAIN_PHOTOS = ("astronaut", "rocket", "stereo_motorcycle", "hubble_deep_field", "retina", "coins", "moon", "clock")
@@ -91,21 +90,21 @@ def image_files(root: str) -> list[Path]:
     return files
 
 
-def decode_squares(files: list[Path], size: int, what: str) -> torch.Tensor:
-    return torch.stack([square(read_image(f), size) for f in tqdm(files, desc=f"decoding {what}", unit="img", mininterval=2)])
+def decode_squares(files: list[Path], size: int, what: str, skip_bad: bool = False) -> torch.Tensor:
+    images, _ = decode_files(files, lambda f: square(decode_file(f), size), what, skip_bad)
+    return torch.stack(images)
 
 
-def cached_squares(files: list[Path], size: int, cache_dir: str | None, what: str) -> torch.Tensor:
+def cached_squares(files: list[Path], size: int, cache_dir: str | None, what: str, skip_bad: bool = False) -> torch.Tensor:
     """Decode once, then load the stacked tensor from ``cache_dir``: every job of a sweep after the
     first starts in seconds, not after decoding tens of thousands of JPEGs."""
     if not cache_dir:
-        return decode_squares(files, size, what)
-    key = hashlib.sha1(f"{size}|{len(files)}|{[str(f.resolve()) for f in files]}".encode()).hexdigest()[:12]
+        return decode_squares(files, size, what, skip_bad)
+    key = files_key(files, size, skip_bad)
     cache = Path(cache_dir).expanduser() / f"style_folder-{Path(files[0]).parent.name}-{key}.pt"
     if cache.exists():
         return torch.load(cache)
-    x = decode_squares(files, size, what)
-    cache.parent.mkdir(parents=True, exist_ok=True)
+    x = decode_squares(files, size, what, skip_bad)
     with atomic_path(cache) as tmp:  # parallel jobs never read half a file
         torch.save(x, tmp)
     return x
@@ -114,6 +113,7 @@ def cached_squares(files: list[Path], size: int, cache_dir: str | None, what: st
 def load_style_folder(
     root: str, style: str, val_root: str | None = None, val_size: int = 8, subset: int | None = None,
     load_size: int = 256, eval_size: int = 256, style_size: int = 256, cache_dir: str | None = None,
+    skip_bad_images: bool = False,
 ) -> StyleImages:
     """Content from every image under ``root``; held out: the first ``val_size`` images of
     ``val_root``, or ``val_size`` images of ``root`` chosen once with a fixed seed. ``subset`` caps the training images
@@ -130,10 +130,11 @@ def load_style_folder(
         train_files, val_files = shuffled[val_size:], sorted(shuffled[:val_size])
     if subset:
         train_files = train_files[:subset]
+    held_out, kept = decode_files(val_files, lambda f: square(decode_file(f), eval_size), "held-out image",
+                                  skip_bad_images)
     return StyleImages(
-        cached_squares(train_files, load_size, cache_dir, "content images"),
-        decode_squares(val_files, eval_size, "held-out images"),
-        load_style_image(style, style_size), [f.stem for f in val_files],
+        cached_squares(train_files, load_size, cache_dir, "content image", skip_bad_images),
+        torch.stack(held_out), load_style_image(style, style_size), [val_files[i].stem for i in kept],
     )
 
 

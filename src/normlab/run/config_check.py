@@ -9,6 +9,7 @@ larger than the training set (``data/module.py``), GroupNorm groups that do not 
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 from pathlib import Path
 
@@ -19,16 +20,19 @@ from omegaconf import DictConfig, OmegaConf
 from normlab.errors import ConfigError, unknown_name, unknown_option
 from normlab.models import model_spec
 from normlab.norms.registry import canonical, check_knobs, check_supports, norm_class
+from normlab.run.resume import checkpoint_damage
 from normlab.run.trainer import NORMLAB_TRAINER_KEYS
 from normlab.tasks import task_of
 from normlab.tasks.optim import build_optimizer, scaled_lr
 
-# Tasks where one image per batch with a batch norm is a setting of its own, not a mistake: in
-# training it normalizes each image over its pixels, i.e. instance norm (Ulyanov et al. 2016 on
+# Tasks where one image per batch with a batch norm is the published setting, not worth a warning:
+# in training it normalizes each image over its pixels, i.e. instance norm (Ulyanov et al. 2016 on
 # fast style transfer, trained with one image per batch).
 BATCH_OF_ONE_TASKS = ("style",)
 LOGGERS = ("wandb", "csv")
 WANDB_MODES = ("offline", "online", "disabled")
+
+log = logging.getLogger(__name__)
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -78,14 +82,14 @@ def check_batches(cfg: DictConfig, norm: str) -> None:
         _count(cfg.data.subset, "data.subset", "a number of training images")
     if not getattr(norm_class(norm), "batch_dependent", False) or cfg.task.name in BATCH_OF_ONE_TASKS:
         return
-    why = (f"norm={norm} normalizes with statistics across the samples of a batch, and one sample has no variance "
-           f"across samples: its statistics would be that sample's own and mean nothing.")
-    if batch == 1:
-        raise ConfigError(f"{why} Fix: set data.batch to 2 or more, or use a norm that does not use the batch "
-                          f"(norm=group or norm=layer).")
-    if cfg.norm.get("track_running_stats") is False and cfg.data.get("eval_batch") == 1:
-        raise ConfigError(f"{why} With track_running_stats=false evaluation uses them too. Fix: set data.eval_batch "
-                          f"to 2 or more, or norm.track_running_stats=true.")
+    # One sample per batch still gives a batch norm every position of that sample (H x W pixels,
+    # or T tokens): per-sample statistics, a setting of its own. Only a layer that then sees one
+    # value per channel is refused, by the norm factory's check at the first step.
+    if batch == 1 or (cfg.data.get("eval_batch") == 1 and cfg.norm.get("track_running_stats") is False):
+        what = "training" if batch == 1 else "evaluation (track_running_stats=false)"
+        over = "tokens, so it sees future tokens" if cfg.task.name == "lm" else "pixels"
+        log.warning("norm=%s at one sample per batch normalizes in %s with the statistics of each sample's own %s; "
+                    "a layer that sees one value per channel stops the run.", norm, what, over)
 
 
 def check_optim(cfg: DictConfig) -> None:
@@ -152,3 +156,6 @@ def check_run(cfg: DictConfig) -> None:
     if ckpt not in (None, "last", "best") and not Path(ckpt).is_file():
         raise ConfigError(f"ckpt_path={ckpt} is not a file. Fix: give the path of a .ckpt file, "
                           f"or resume=<run dir> to continue a run where it stopped.")
+    if ckpt not in (None, "last", "best") and (damage := checkpoint_damage(Path(ckpt))):
+        raise ConfigError(f"ckpt_path={ckpt} cannot be loaded: {damage}. Fix: give an intact checkpoint "
+                          f"(best.ckpt or last.ckpt of the run), or start without ckpt_path.")

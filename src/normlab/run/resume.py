@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from normlab.errors import ConfigError
 
 # What a resumed run may set differently: how it runs, not what it trains (max_epochs extends it).
 ALLOWED = ("threads", "trainer.max_epochs", "trainer.enable_progress_bar", "logger.wandb.mode",
-           "checkpoint.every_n_steps")
+           "checkpoint.every_n_steps", "ckpt_path")
 # Keys that differ between two attempts of one run by design.
 IGNORED = ("resume", "ckpt_path", "paths.", "logger.wandb.id")
 
@@ -74,12 +75,47 @@ def resume_point(run_dir: Path, config: dict) -> Resume:
     if previous.get("status") == "completed" and config["trainer"].get("max_epochs") == was_epochs:
         raise ConfigError(f"{run_dir} already completed its {was_epochs} epochs; there is nothing to resume. "
                           f"Fix: to train it longer, add trainer.max_epochs=<more than {was_epochs}>.")
+    asked = config.get("ckpt_path")
+    if asked not in (None, "last"):  # the command a damaged last.ckpt suggests: ckpt_path=<an intact one>
+        ckpt = Path(asked)
+        if not ckpt.is_file() or (damage := checkpoint_damage(ckpt)):
+            raise ConfigError(f"cannot resume {run_dir} from ckpt_path={asked}: "
+                              f"{damage or 'no such file'}. Fix: {_how_to_continue(Path(run_dir))}")
+        return Resume(ckpt, previous.get("wandb_id") or _wandb_id(Path(run_dir)), previous)
     ckpt = Path(run_dir) / "checkpoints" / "last.ckpt"
     if not ckpt.is_file():
         raise ConfigError(f"{run_dir} has no checkpoints/last.ckpt: it stopped before its first checkpoint. "
                           f"Fix: start it again without resume= (and set checkpoint.every_n_steps=<N> to save "
                           f"during an epoch).")
+    if damage := checkpoint_damage(ckpt):  # a failed disk or copy; normlab's own writes are atomic
+        raise ConfigError(f"cannot resume {run_dir}: checkpoints/last.ckpt is damaged ({damage}). "
+                          f"Fix: {_how_to_continue(Path(run_dir))}")
     return Resume(ckpt, previous.get("wandb_id") or _wandb_id(Path(run_dir)), previous)
+
+
+def checkpoint_damage(path: Path) -> str | None:
+    """Why ``path`` cannot be loaded as a checkpoint, or None. ``torch.save`` writes a zip archive
+    whose members carry CRCs: reading them all finds a truncated or corrupted file before torch
+    does, with a sentence instead of ``PytorchStreamReader failed reading zip archive``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        return f"not a whole checkpoint file: {err}"
+    return f"its member {bad} fails its checksum" if bad else None
+
+
+def _how_to_continue(run_dir: Path) -> str:
+    """The best intact checkpoint of a run, and the command that continues from it."""
+    folder = run_dir / "checkpoints"
+    others = sorted((p for p in folder.glob("*.ckpt") if p.name != "last.ckpt"),
+                    key=lambda p: (p.name != "best.ckpt", -p.stat().st_mtime))
+    intact = next((p for p in others if checkpoint_damage(p) is None), None)
+    if intact is None:
+        return "no intact checkpoint is left in checkpoints/; start the run again without resume=."
+    what = "the best epoch's" if intact.name == "best.ckpt" else "an earlier"
+    return (f"{intact.name} is intact ({what} checkpoint); continue from it with: "
+            f"python train.py resume={run_dir} ckpt_path={intact}")
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
