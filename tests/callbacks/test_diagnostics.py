@@ -32,15 +32,26 @@ def test_batch_statistics_normalizes_like_training_and_leaves_running_stats_alon
     assert not model[1].training
 
 
-def test_precise_bn_is_the_plain_average_of_batch_statistics():
+def test_precise_bn_sets_the_population_statistics_of_the_batches():
     model = net()
     batches = [torch.randn(5, 3, 8, 8) * (i + 1) + i for i in range(4)]
     seen = precise_bn(model, iter(batches), num_batches=10)
     assert seen == 4
-    first_conv = model[0]
     with torch.no_grad():
-        means = torch.stack([first_conv(b).mean((0, 2, 3)) for b in batches])
-        vars_ = torch.stack([first_conv(b).var((0, 2, 3), unbiased=True) for b in batches])
-    torch.testing.assert_close(model[1].running_mean, means.mean(0), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(model[1].running_var, vars_.mean(0), rtol=1e-5, atol=1e-5)
+        feats = torch.cat([model[0](b) for b in batches])
+    torch.testing.assert_close(model[1].running_mean, feats.mean((0, 2, 3)), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(model[1].running_var, feats.var((0, 2, 3), unbiased=False), rtol=1e-5, atol=1e-5)
     assert model[1].momentum == 0.1 and model.training
+
+
+def test_precise_bn_population_variance_exceeds_the_mean_of_batch_variances_when_batch_means_spread():
+    """Batches of two correlated images: each batch's variance misses the spread of the batch
+    means, which the population estimator keeps (the old estimator's bias at small batch)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(build_norm("batch", 1))
+    batches = [torch.randn(1, 1, 1, 1) * 3 + 0.1 * torch.randn(2, 1, 8, 8) for _ in range(50)]
+    precise_bn(model, iter(batches), num_batches=50)
+    mean_of_batch_vars = torch.stack([b.var(unbiased=True) for b in batches]).mean()
+    pooled = torch.cat(batches)
+    torch.testing.assert_close(model[0].running_var, pooled.var(unbiased=False).reshape(1), rtol=1e-4, atol=1e-6)
+    assert model[0].running_var.item() > 10 * mean_of_batch_vars.item()

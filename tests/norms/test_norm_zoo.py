@@ -313,9 +313,12 @@ class Batches:
 
 
 @pytest.mark.parametrize("name", BATCH_LIKE)
-def test_precise_bn_callback_averages_the_statistics_of_every_batch_like_norm(name):
+def test_precise_bn_callback_sets_population_statistics_of_every_batch_like_norm(name):
+    """The mean and biased variance of all values of the batches seen, per channel (Wu & Johnson
+    2021, Sec. 3): not the average of per-batch variances, which misses the spread of the batch
+    means. Ghost batches larger than the batch: BatchNorm's statistics, so the target is exact."""
     torch.manual_seed(0)
-    knobs = {"virtual_batch": 2} if name == "ghost_batch" else {}
+    knobs = {"virtual_batch": 8} if name == "ghost_batch" else {}
     model = nn.Sequential(nn.Conv2d(3, 8, 3), build_norm(name, 8, **knobs))
     layer = model[1]
     before, momentum = copy.deepcopy(layer.state_dict()), layer.momentum
@@ -325,20 +328,30 @@ def test_precise_bn_callback_averages_the_statistics_of_every_batch_like_norm(na
     assert batch_stat_layers(model) == [layer]
     PreciseBN(num_batches=3).on_validation_start(trainer, pl_module)
     with torch.no_grad():
-        feats = [model[0](b) for b in batches[:3]]
-    if name == "ghost_batch":  # each batch's statistics: the size-weighted mean of its ghosts' (2, 3)
-        def batch_stats(f, fn):
-            return sum(len(p) / 5 * fn(p) for p in f.split([2, 3]))
-    else:
-        def batch_stats(f, fn):
-            return fn(f)
-    means = torch.stack([batch_stats(f, lambda t: t.mean((0, 2, 3))) for f in feats])
-    variances = torch.stack([batch_stats(f, lambda t: t.var((0, 2, 3), unbiased=True)) for f in feats])
-    torch.testing.assert_close(layer.running_mean, means.mean(0), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(layer.running_var, variances.mean(0), rtol=1e-5, atol=1e-5)
+        feats = torch.cat([model[0](b) for b in batches[:3]])
+    torch.testing.assert_close(layer.running_mean, feats.mean((0, 2, 3)), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(layer.running_var, feats.var((0, 2, 3), unbiased=False), rtol=1e-5, atol=1e-5)
     assert layer.momentum == momentum and not layer.training and not model.training
     if name == "batch_renorm":  # re-estimating is not training: the warm-up did not advance
         assert int(layer.num_batches_tracked) == int(before["num_batches_tracked"])
+
+
+def test_precise_bn_runs_batch_renorm_as_batchnorm_whatever_its_running_averages():
+    """r and d read the running averages; while PreciseBN rebuilds them the layer must not, so
+    the next layer's statistics are the same from any starting averages."""
+    torch.manual_seed(0)
+    batches = [torch.randn(5, 3, 6, 6) * 2 + 1 for _ in range(3)]
+    results = []
+    for start in (0.0, 50.0):
+        torch.manual_seed(1)  # the same weights
+        model = nn.Sequential(nn.Conv2d(3, 8, 3), build_norm("batch_renorm", 8, relax_start=0, r_max_step=1,
+                                                             d_max_step=1), nn.Conv2d(8, 8, 1), build_norm("batch", 8))
+        model[1].num_batches_tracked.fill_(10)  # past the warm-up: r and d at their limits
+        model[1].running_mean.fill_(start)
+        PreciseBN(num_batches=3).recompute(SimpleNamespace(datamodule=Batches(batches)),
+                                           SimpleNamespace(model=model, device=torch.device("cpu")))
+        results.append(model[3].running_mean.clone())
+    torch.testing.assert_close(results[0], results[1])
 
 
 def test_precise_bn_callback_skips_the_sanity_check_and_models_without_batch_statistics():

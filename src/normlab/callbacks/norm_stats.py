@@ -8,12 +8,14 @@ adds the two besides eval mode to the test metrics of every run with a batch-dep
   normalized by its own statistics, as during training; the gap to eval mode is the
   train/test inconsistency of small batches;
 - PreciseBN (``test/err_precise_bn``; Wu & Johnson 2021, "Rethinking 'Batch' in BatchNorm",
-  Sec. 3): population statistics recomputed with the final weights over many training
-  batches, instead of an exponential average over weights that kept changing. If it helps,
+  Sec. 3): population statistics (E[x], E[x^2] - E[x]^2 over all values) recomputed with the
+  final weights over many training batches, instead of an exponential average over weights
+  that kept changing. If it helps,
   the running averages were a bad estimate; if not, the noise of small-batch statistics
   during training is what hurt.
 
-Both evaluate a copy of the model (or restore it), so the standard metrics are untouched.
+Both evaluate a copy of the model, or restore every buffer and attribute of it afterwards,
+so the standard metrics and later checkpoints are untouched.
 
 ``PreciseBN`` (the callback, ``precise_bn.enabled=true``) recomputes the running statistics of
 every BatchNorm-like layer (``batch_dependent`` and ``running_mean``: batch, bln, batch_renorm,
@@ -43,52 +45,106 @@ def batch_stat_layers(model: nn.Module) -> list[nn.Module]:
             if getattr(m, "batch_dependent", False) and getattr(m, "running_mean", None) is not None]
 
 
+def snapshot(model: nn.Module):
+    """Every buffer's value and every module's public attributes (flags, numbers, tensors a
+    forward may set, such as BLN's mixing weight 1/m or BatchRenorm's step): what a forward
+    in train mode can change besides the parameters."""
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
+    attributes = [(m, {k: v.detach().clone() if isinstance(v, torch.Tensor) else v
+                       for k, v in vars(m).items() if not k.startswith("_")}) for m in model.modules()]
+    return buffers, attributes
+
+
+def restore(model: nn.Module, saved) -> None:
+    """Put back what ``snapshot`` saved."""
+    buffers, attributes = saved
+    for m, attrs in attributes:
+        for k in [k for k in vars(m) if not k.startswith("_") and k not in attrs]:
+            delattr(m, k)  # set by a forward, absent before
+        vars(m).update(attrs)
+    with torch.no_grad():
+        for name, b in model.named_buffers():
+            b.copy_(buffers[name])
+
+
 @contextlib.contextmanager
 def batch_statistics(model: nn.Module):
-    """Normalize with each batch's own statistics, without touching the running averages."""
-    layers = batch_stat_layers(model)
-    saved = [(m.training, m.momentum, copy.deepcopy(getattr(m, "num_batches_tracked", None))) for m in layers]
-    for m in layers:
+    """Normalize with each batch's own statistics; afterwards every buffer and attribute of the
+    model is as before (running averages, BLN's weight 1/m, step counters)."""
+    saved = snapshot(model)
+    for m in batch_stat_layers(model):
         m.train()
-        m.momentum = 0.0  # running = (1 - 0) * running: unchanged
     try:
         yield model
     finally:
-        for m, (training, momentum, tracked) in zip(layers, saved):
-            m.train(training)
-            m.momentum = momentum
-            if tracked is not None:
-                m.num_batches_tracked.copy_(tracked)
+        restore(model, saved)
+
+
+class Population:
+    """Per channel, the mean and the variance of all values of all batches seen, from each
+    batch's mean, unbiased variance and count n (fvcore's population variance estimator)."""
+
+    def __init__(self):
+        self.total, self.mean, self.square = 0, 0.0, 0.0
+
+    def add(self, mean: torch.Tensor, unbiased: torch.Tensor, n: int) -> None:
+        mean = mean.double()
+        square = unbiased.double() * (max(n - 1, 1) / n) + mean.square()  # E[x^2] of this batch
+        self.total += n
+        self.mean = self.mean + (mean - self.mean) * (n / self.total)
+        self.square = self.square + (square - self.square) * (n / self.total)
+
+    def var(self) -> torch.Tensor:
+        return (self.square - self.mean.square()).clamp_min(0.0)
+
+
+def values_per_statistic(m: nn.Module, x: torch.Tensor) -> int:
+    """How many values of ``x`` each running statistic of ``m`` averages in one forward."""
+    n = x.numel() // m.running_mean.numel()
+    virtual = getattr(m, "virtual_batch", None)  # ghost_batch: one ghost batch's values
+    return n if virtual is None else n * min(virtual, x.shape[0]) // x.shape[0]
 
 
 @torch.no_grad()
 def precise_bn(model: nn.Module, batches, num_batches: int) -> int:
-    """Recompute running statistics as the plain average over ``num_batches`` batches.
+    """Recompute running statistics as population statistics over ``num_batches`` batches.
 
-    At step i the momentum is 1/(i+1), so ``running`` is the mean of all batch statistics
-    seen so far (the running variance averages the unbiased batch variances). These forwards
-    are not training steps: ``num_batches_tracked`` is restored (Batch Renormalization's
-    warm-up counts it).
+    Wu & Johnson (2021), "Rethinking 'Batch' in BatchNorm", Sec. 3, as current fvcore does it:
+    per channel, E[x] and E[x^2] - E[x]^2 over every value of every batch, each batch weighted
+    by its count. The older estimator, the average of per-batch unbiased variances,
+    underestimates at small batch: a batch's values are correlated within each sample, so its
+    variance misses most of the spread of the batch means, and n / (n - 1) with n = N H W does
+    not put it back. Each forward runs at momentum 1 (running = that batch's statistics), and
+    BatchRenorm as plain BatchNorm (``renorm = False``). Afterwards every buffer and attribute
+    but the running averages is as before (the step counters, BLN's weight 1/m).
     """
     layers = batch_stat_layers(model)
-    saved = [(m.momentum, m.training) for m in layers]
-    tracked = [copy.deepcopy(getattr(m, "num_batches_tracked", None)) for m in layers]
-    was_training = model.training
+    saved = snapshot(model)
+    counts: dict[nn.Module, int] = {}
+    hooks = [m.register_forward_pre_hook(lambda m, args: counts.__setitem__(m, values_per_statistic(m, args[0])))
+             for m in layers]
     model.eval()
     for m in layers:
         m.train()
+        m.momentum = 1.0
+        if hasattr(m, "renorm"):
+            m.renorm = False
+    population = [Population() for _ in layers]
     seen = 0
-    for i, x in enumerate(itertools.islice(batches, num_batches)):
-        for m in layers:
-            m.momentum = 1.0 / (i + 1)
-        model(x)
-        seen += 1
-    for m, (momentum, training), count in zip(layers, saved, tracked):
-        m.momentum = momentum
-        m.train(training)
-        if count is not None:
-            m.num_batches_tracked.copy_(count)
-    model.train(was_training)
+    try:
+        for x in itertools.islice(batches, num_batches):
+            model(x)
+            for m, pop in zip(layers, population):
+                pop.add(m.running_mean, m.running_var, counts[m])
+            seen += 1
+    finally:
+        for h in hooks:
+            h.remove()
+        restore(model, saved)
+    if seen:
+        for m, pop in zip(layers, population):
+            m.running_mean.copy_(pop.mean.to(m.running_mean.dtype))
+            m.running_var.copy_(pop.var().to(m.running_var.dtype))
     return seen
 
 

@@ -2,6 +2,7 @@
 
 from normlab.norms.batch import BatchNorm
 from normlab.norms.bln import BatchLayerNorm
+from normlab.norms.fused import composite_only
 from normlab.norms.group import GroupNorm
 from normlab.norms.instance import InstanceNorm
 from normlab.norms.layer import LayerNorm
@@ -12,5 +13,5 @@ from normlab.norms.rms import RMSNorm
 
 __all__ = [
     "LAYOUTS", "NORMS", "BatchLayerNorm", "BatchNorm", "GroupNorm", "InstanceNorm", "LayerNorm",
-    "NoNorm", "RMSNorm", "build_norm", "canonical", "knobs_of", "norm_class", "norm_layer", "supports",
+    "NoNorm", "RMSNorm", "build_norm", "canonical", "composite_only", "knobs_of", "norm_class", "norm_layer", "supports",
 ]

@@ -22,7 +22,9 @@ Warm-up (the schedule of the paper's experiments, Sec. 4, as knobs): r_max = 1 a
 ``r_max_step`` and ``d_max`` at step ``d_max_step`` (the paper: 5k, 40k and 25k steps for
 r_max = 3, d_max = 5). The step is the buffer ``num_batches_tracked``, as in BatchNorm, so
 it is saved in checkpoints, and tools that save and restore it (``batch_statistics``,
-``precise_bn``) do not advance the warm-up.
+``precise_bn``) do not advance the warm-up. While PreciseBN re-estimates the running
+statistics, ``renorm = False`` makes the layer plain BatchNorm (r = 1, d = 0): its output must
+not depend on the averages being rebuilt.
 
 Deviation, on purpose: Algorithm 1 keeps a moving average of sigma_B; here the running
 variance is kept as BatchNorm keeps it (unbiased, ``running.py``) and sigma is derived from
@@ -74,6 +76,9 @@ class BatchRenorm(AffineNorm):
         self.relax_start, self.r_max_step, self.d_max_step = relax_start, r_max_step, d_max_step
         add_running_stats(self, num_channels)
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        # False: r = 1 and d = 0, plain BatchNorm in training. PreciseBN sets it while it
+        # re-estimates the running statistics, so that r and d do not read the averages it rebuilds.
+        self.renorm = True
 
     def limits(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(r_max, d_max) at the current step of the warm-up."""
@@ -108,6 +113,8 @@ class BatchRenorm(AffineNorm):
             r_max, d_max = self.limits()
             r = (std / sigma).clamp(1 / r_max, r_max)
             d = ((mu - self.running_mean) / sigma).clamp(-d_max, d_max)
+            if not self.renorm:
+                r, d = torch.ones_like(r), torch.zeros_like(d)
             update_running(self, mu, var, count)  # after r and d used the old ones
             self.num_batches_tracked += 1
         # (x - mu) / std * r + d, then gamma and beta, folded into one scale and shift per channel.

@@ -37,11 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd import Function
-from torch.autograd.function import once_differentiable
 
 from normlab import kernels
 from normlab.kernels import evonorm, rows
-from normlab.norms.fused import block_sums, moments, raw_moments, scale_rows, sum_to, use_fused
+from normlab.norms.fused import block_sums, first_order, moments, raw_moments, scale_rows, sum_to, use_fused
 from normlab.norms.layer import AffineNorm
 from normlab.norms.layout import check_input, instance_dims, per_channel
 from normlab.norms.precision import upcast
@@ -127,7 +126,7 @@ class _EvoNormB0(Function):
         return y.to(x.dtype)
 
     @staticmethod
-    @once_differentiable
+    @first_order
     def backward(ctx, dy):
         if ctx.native:
             return _native_backward(ctx, dy.contiguous())
@@ -153,7 +152,7 @@ class _EvoNormB0(Function):
         outputs, grads = [s_i], [g_s_i.to(s_i.dtype)]
         if s_b.requires_grad:
             outputs.append(s_b), grads.append(g_s_b.to(s_b.dtype))
-        g_m, g_v = torch.autograd.grad(outputs, [m, v], grads, allow_unused=True)
+        g_m, g_v = torch.autograd.grad(outputs, [m, v], grads, allow_unused=True, retain_graph=True)
         g_m = g_m if g_m is not None else torch.zeros_like(m)
         p = g_v * (2.0 / ctx.count)  # the variances' share: d var / dx = 2 (x - mean) / n
         a.addcmul_(bm, per_channel(v1.detach(), m, layout), value=-1).addcmul_(xs, p).add_(g_m / ctx.count - p * m)
@@ -171,7 +170,7 @@ def _native_backward(ctx, dy):
     outputs, grads = [s_i], [(-g_bm).view(s_i.shape).to(s_i.dtype)]
     if s_b.requires_grad:  # -(sum B - sum Bm) over the batch, per channel
         outputs.append(s_b), grads.append((g_bm - g_b).sum(0).view(s_b.shape).to(s_b.dtype))
-    g_m, g_v = torch.autograd.grad(outputs, [m, v], grads, allow_unused=True)
+    g_m, g_v = torch.autograd.grad(outputs, [m, v], grads, allow_unused=True, retain_graph=True)
     g_m = g_m if g_m is not None else torch.zeros_like(m)
     p = g_v * (2.0 / ctx.count)  # the variances' share: d var / dx = 2 (x - mean) / n
     q = g_m / ctx.count - p * m.detach()

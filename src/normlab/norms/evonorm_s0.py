@@ -30,11 +30,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.autograd import Function
-from torch.autograd.function import once_differentiable
 
 from normlab import kernels
 from normlab.kernels import evonorm
-from normlab.norms.fused import block_sums, moments, raw_moments, use_fused
+from normlab.norms.fused import block_sums, first_order, kernel_ready, moments, raw_moments, use_fused
 from normlab.norms.group import resolve_groups
 from normlab.norms.layer import AffineNorm
 from normlab.norms.layout import check_input, per_channel
@@ -63,7 +62,7 @@ class EvoNormS0(AffineNorm):
         g = self.num_groups
         # The C kernel at every size: it has no fixed cost to amortize, and took 0.5x the
         # composite path's time from 2x16x32x32 (32k elements) on (measured 2026-11-29, one thread).
-        if self.layout == "nchw" and (kernels.ready("evonorm", x) or use_fused(x)):
+        if self.layout == "nchw" and (kernel_ready("evonorm", x) or use_fused(x)):
             return _EvoNormS0.apply(x, g, self.eps, self.v1, self.weight, self.bias)
         if self.layout == "nlc":
             grouped_shape = (*x.shape[:-1], g, self.num_channels // g)  # (N, L, G, C/G)
@@ -113,7 +112,7 @@ class _EvoNormS0(Function):
         return y.to(x.dtype)
 
     @staticmethod
-    @once_differentiable
+    @first_order
     def backward(ctx, dy):
         if ctx.native:
             return _native_backward(ctx, dy.contiguous())

@@ -37,6 +37,9 @@ function runs on PyTorch's kernels as described above.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import math
 
 import torch
@@ -57,14 +60,59 @@ from normlab.norms.precision import upcast
 FUSED_MIN_ELEMENTS = 1 << 17
 
 
+_COMPOSITE_ONLY = contextvars.ContextVar("composite_only", default=False)
+
+SECOND_ORDER = (
+    "create_graph=True asks for gradients of gradients, and normlab's fused norm paths (inputs of "
+    f"{FUSED_MIN_ELEMENTS} elements or more, and the C kernels) give first-order gradients only. "
+    "Fix: run the forward inside `with normlab.norms.composite_only():` (plain PyTorch, autograd throughout)."
+)
+
+
+@contextlib.contextmanager
+def composite_only():
+    """Inside the block every norm runs its plain PyTorch formula with autograd throughout: no
+    fused autograd function, no C kernel. For gradients of gradients (``create_graph=True``, a
+    gradient penalty), which the fused paths' closed-form backwards do not give; slower."""
+    token = _COMPOSITE_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _COMPOSITE_ONLY.reset(token)
+
+
+def plain() -> bool:
+    """The plain formula: under torch.compile (inductor fuses it) and inside ``composite_only``."""
+    return torch.compiler.is_compiling() or _COMPOSITE_ONLY.get()
+
+
+def kernel_ready(name: str, *tensors: torch.Tensor) -> bool:
+    """Whether the C kernel ``name`` takes these tensors (never inside ``composite_only``)."""
+    return not _COMPOSITE_ONLY.get() and kernels.ready(name, *tensors)
+
+
+def first_order(backward):
+    """``once_differentiable``, with a one-line refusal when asked for gradients of gradients."""
+    inner = once_differentiable(backward)
+
+    @functools.wraps(backward)
+    def checked(ctx, *grads):
+        if torch.is_grad_enabled():  # the engine enables grad in backward only for create_graph=True
+            raise RuntimeError(SECOND_ORDER)
+        return inner(ctx, *grads)
+
+    return checked
+
+
 def stat_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)
 
 
 def use_fused(x: torch.Tensor, share: float = 1.0) -> bool:
     """Whether ``x`` is large enough for the fused path: ``share`` of ``FUSED_MIN_ELEMENTS`` for a
-    layer whose fused path has less fixed cost (one autograd function, no nested graph)."""
-    return x.numel() >= FUSED_MIN_ELEMENTS * share
+    layer whose fused path has less fixed cost (one autograd function, no nested graph). Never
+    inside ``composite_only``."""
+    return not _COMPOSITE_ONLY.get() and x.numel() >= FUSED_MIN_ELEMENTS * share
 
 
 def trailing(x: torch.Tensor, dims: tuple[int, ...]) -> bool:
@@ -211,7 +259,7 @@ class _Normalize(Function):
         return y
 
     @staticmethod
-    @once_differentiable
+    @first_order
     def backward(ctx, dy):
         x, y, floor = ctx.saved_tensors
         m, v, leaves, a, b = ctx.graph
@@ -250,8 +298,10 @@ def _through_coeffs(ctx, grads):
     m, v, leaves, a, b = ctx.graph
     outputs = [a] + ([b] if b is not None else [])
     learned = [t for t in leaves if t is not None and t.requires_grad]
+    # retain_graph: a second backward through the outer graph (backward(retain_graph=True)) comes
+    # back to this small graph; it is freed with ctx when the outer graph is.
     found = torch.autograd.grad(outputs, [m, v, *learned], [g.to(o.dtype) for g, o in zip(grads, outputs)],
-                                allow_unused=True)
+                                allow_unused=True, retain_graph=True)
     g_m, g_v = (g if g is not None else torch.zeros_like(t) for g, t in zip(found[:2], (m, v)))
     # dx = dy a + x p + q, the last two the moments' share: d var / dx = 2 (x - mean) / n
     # (about zero when not centered), d mean / dx = 1 / n.
@@ -290,9 +340,10 @@ def normalize(x: torch.Tensor, dims: tuple[int, ...], coeffs, *params: torch.Ten
     must give (parameters, or None).
     """
     dims = tuple(d % x.dim() for d in dims)
-    if torch.compiler.is_compiling():
+    if plain():
         # Under torch.compile, the plain formula: inductor generates fused kernels for it, which
-        # the custom autograd function (and its autograd inside) would hide from it.
+        # the custom autograd function (and its autograd inside) would hide from it. Inside
+        # composite_only: autograd through it, to any order.
         if center:
             var, mean = torch.var_mean(upcast(x), dims, correction=0, keepdim=True)
         else:
@@ -313,7 +364,7 @@ class _Moments(Function):
         return mean, var
 
     @staticmethod
-    @once_differentiable
+    @first_order
     def backward(ctx, g_mean, g_var):
         x, mean = ctx.saved_tensors
         q = g_mean / ctx.count if g_mean is not None else torch.zeros_like(mean)
@@ -326,7 +377,7 @@ class _Moments(Function):
 def moments(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and biased variance of ``x`` over ``dims`` (kept), differentiable: for the norms whose
     output is not ``x * a + b`` (EvoNorm), one pass forward and one back."""
-    if torch.compiler.is_compiling():  # the plain formula for inductor, as in normalize
+    if plain():  # the plain formula for inductor and for composite_only, as in normalize
         var, mean = torch.var_mean(upcast(x), dims, correction=0, keepdim=True)
         return mean, var
     return _Moments.apply(x, tuple(d % x.dim() for d in dims))

@@ -25,11 +25,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch.autograd import Function
-from torch.autograd.function import once_differentiable
 
 from normlab import kernels
 from normlab.kernels import layer2d
-from normlab.norms.fused import block_sums, use_fused
+from normlab.norms.fused import block_sums, first_order, kernel_ready, use_fused
 from normlab.norms.layer import AffineNorm
 from normlab.norms.layout import check_input, per_channel
 from normlab.norms.precision import upcast
@@ -55,7 +54,7 @@ class LayerNorm2d(AffineNorm):
         # 32x64x32x32), and permuting to channels-last for F.layer_norm costs a transposing copy
         # each way (10 ms).
         # With the C kernel (layer2d.c), at every size: 0.5x the composite path at 8k elements.
-        if kernels.ready("layer2d", x) or use_fused(x, share=1 / 8):
+        if kernel_ready("layer2d", x) or use_fused(x, share=1 / 8):
             return _ChannelNorm.apply(x, self.weight, self.bias, self.eps)
         var, mu = torch.var_mean(upcast(x), 1, correction=0, keepdim=True)  # (N, 1, H, W)
         y = (x - mu) * torch.rsqrt(var + self.eps)
@@ -90,7 +89,7 @@ class _ChannelNorm(Function):
         return y.to(x.dtype)
 
     @staticmethod
-    @once_differentiable
+    @first_order
     def backward(ctx, dy):
         if ctx.native:
             x, mean, rstd, weight = ctx.saved_tensors

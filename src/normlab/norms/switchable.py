@@ -36,9 +36,8 @@ import math
 import torch
 from torch import nn
 from torch.autograd import Function
-from torch.autograd.function import once_differentiable
 
-from normlab.norms.fused import block_sums, moments, normalize, pool, raw_moments, use_fused
+from normlab.norms.fused import block_sums, first_order, moments, normalize, pool, raw_moments, use_fused
 from normlab.norms.layer import AffineNorm
 from normlab.norms.layout import check_input, instance_dims, per_channel
 from normlab.norms.precision import upcast
@@ -162,7 +161,7 @@ class _SwitchableTokens(Function):
         return y.to(x.dtype)
 
     @staticmethod
-    @once_differentiable
+    @first_order
     def backward(ctx, dy):
         x, xhat, rstd, weight = ctx.saved_tensors
         stats, leaves, mixed = ctx.graph
@@ -174,7 +173,7 @@ class _SwitchableTokens(Function):
         grads = [t.sum(1, keepdim=True).neg_(), t.sum(2, keepdim=True).neg_(),
                  u.sum(1, keepdim=True).mul_(-0.5), u.sum(2, keepdim=True).mul_(-0.5)]
         learned = [t for t in leaves if t.requires_grad]
-        found = torch.autograd.grad(mixed, [*stats, *learned], grads, allow_unused=True)
+        found = torch.autograd.grad(mixed, [*stats, *learned], grads, allow_unused=True, retain_graph=True)
         # Each moment's share of dx: d mean / dx = 1 / n, d var / dx = 2 (x - mean) / n.
         for (mean, _), g_mean, g_var, n in ((stats[:2], *found[:2], x.shape[1]), (stats[2:], *found[2:4], x.shape[2])):
             g_mean = g_mean if g_mean is not None else torch.zeros_like(mean)
