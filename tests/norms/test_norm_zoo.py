@@ -290,7 +290,7 @@ def test_a_norm_is_refused_for_a_layout_it_does_not_support(monkeypatch, compose
 
 # --- callbacks ----------------------------------------------------------------------------
 
-BATCH_LIKE = ["batch", "bln", "batch_renorm", "ghost_batch", "evonorm_b0", "switchable", "batch_instance",
+BATCH_LIKE = ["batch", "bln", "bln_paper", "batch_renorm", "ghost_batch", "evonorm_b0", "switchable", "batch_instance",
               "sync_batch"]
 
 
@@ -329,8 +329,9 @@ def test_precise_bn_callback_sets_population_statistics_of_every_batch_like_norm
     PreciseBN(num_batches=3).on_validation_start(trainer, pl_module)
     with torch.no_grad():
         feats = torch.cat([model[0](b) for b in batches[:3]])
-    torch.testing.assert_close(layer.running_mean, feats.mean((0, 2, 3)), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(layer.running_var, feats.var((0, 2, 3), unbiased=False), rtol=1e-5, atol=1e-5)
+    over = (0,) if name == "bln_paper" else (0, 2, 3)  # bln_paper: one statistic per position
+    torch.testing.assert_close(layer.running_mean, feats.mean(over), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(layer.running_var, feats.var(over, unbiased=False), rtol=1e-5, atol=1e-5)
     assert layer.momentum == momentum and not layer.training and not model.training
     if name == "batch_renorm":  # re-estimating is not training: the warm-up did not advance
         assert int(layer.num_batches_tracked) == int(before["num_batches_tracked"])

@@ -7,13 +7,13 @@ processes (``rank_sync``, ``layer_sync``) and what batch statistics do (``norm_s
 from normlab.callbacks.checkpoints import AtomicCheckpointIO, LastCheckpoint, checkpoint_callbacks
 from normlab.callbacks.divergence import DivergenceGuard
 from normlab.callbacks.layer_sync import SyncBatchNormPlugin, sync_plugin
-from normlab.callbacks.norm_stats import BatchStatDiagnostics, MixingWeights, PreciseBN
+from normlab.callbacks.norm_stats import BatchStatDiagnostics, EpochAverages, MixingWeights, PreciseBN
 from normlab.callbacks.rank_sync import RanksInSync, several_processes
 from normlab.callbacks.run_state import ResumeState
 from normlab.callbacks.throughput import Throughput
 
 __all__ = [
-    "AtomicCheckpointIO", "BatchStatDiagnostics", "DivergenceGuard", "LastCheckpoint", "MixingWeights", "PreciseBN",
+    "AtomicCheckpointIO", "BatchStatDiagnostics", "DivergenceGuard", "EpochAverages", "LastCheckpoint", "MixingWeights", "PreciseBN",
     "RanksInSync", "ResumeState", "SyncBatchNormPlugin", "Throughput", "checkpoint_callbacks", "several_processes",
     "sync_plugin",
 ]

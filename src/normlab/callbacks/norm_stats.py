@@ -23,6 +23,9 @@ ghost_batch, evonorm_b0, switchable, batch_instance) before every validation and
 model itself: val/*, test/* and the checkpoints then use them. Under DDP each device averages
 its own batches (as BatchNorm's running statistics are per device).
 
+``EpochAverages`` restarts, at every training epoch, the running averages of layers that keep
+one epoch's plain average (``start_epoch()``: bln_paper, as its authors do).
+
 ``MixingWeights`` logs, at the end of every training epoch, what the layers that learn a
 mixture learned (any layer with a ``mixing_weights()`` method: switchable's softmax importance
 weights, batch_instance's mean rho), as ``mixing/<layer>/<weight>``.
@@ -62,9 +65,19 @@ def restore(model: nn.Module, saved) -> None:
         for k in [k for k in vars(m) if not k.startswith("_") and k not in attrs]:
             delattr(m, k)  # set by a forward, absent before
         vars(m).update(attrs)
-    with torch.no_grad():
-        for name, b in model.named_buffers():
-            b.copy_(buffers[name])
+    for name, _ in list(model.named_buffers()):
+        owner, _, attr = name.rpartition(".")
+        set_buffer(model.get_submodule(owner), attr, buffers[name])
+
+
+@torch.no_grad()
+def set_buffer(m: nn.Module, name: str, value: torch.Tensor) -> None:
+    """In place where the shape allows (references to the buffer stay valid), else replaced (a
+    layer that sized its buffers at its first forward, bln_paper)."""
+    if getattr(m, name).shape == value.shape:
+        getattr(m, name).copy_(value)
+    else:
+        setattr(m, name, value.to(getattr(m, name).dtype).clone())
 
 
 @contextlib.contextmanager
@@ -121,7 +134,8 @@ def precise_bn(model: nn.Module, batches, num_batches: int) -> int:
     layers = batch_stat_layers(model)
     saved = snapshot(model)
     counts: dict[nn.Module, int] = {}
-    hooks = [m.register_forward_pre_hook(lambda m, args: counts.__setitem__(m, values_per_statistic(m, args[0])))
+    # After the forward: a layer with a statistic per position (bln_paper) sizes them on its first.
+    hooks = [m.register_forward_hook(lambda m, args, out: counts.__setitem__(m, values_per_statistic(m, args[0])))
              for m in layers]
     model.eval()
     for m in layers:
@@ -143,8 +157,8 @@ def precise_bn(model: nn.Module, batches, num_batches: int) -> int:
         restore(model, saved)
     if seen:
         for m, pop in zip(layers, population):
-            m.running_mean.copy_(pop.mean.to(m.running_mean.dtype))
-            m.running_var.copy_(pop.var().to(m.running_var.dtype))
+            set_buffer(m, "running_mean", pop.mean)
+            set_buffer(m, "running_var", pop.var())
     return seen
 
 
@@ -205,6 +219,16 @@ class PreciseBN(L.Callback):
 
     def on_test_start(self, trainer, pl_module):
         self.recompute(trainer, pl_module)
+
+
+class EpochAverages(L.Callback):
+    """Restarts the running averages of layers that average over one epoch (``start_epoch``:
+    bln_paper, as its authors' callback resets them at every epoch's start)."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        for m in norm_model(pl_module).modules():
+            if callable(getattr(m, "start_epoch", None)):
+                m.start_epoch()
 
 
 class MixingWeights(L.Callback):

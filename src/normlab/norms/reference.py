@@ -139,6 +139,33 @@ def bln(m, x):
     return affine(y, m, m.layout)
 
 
+def bln_paper(m, x):
+    """The authors' layer (helpers/bln_layer.py): batch moments over N, feature moments over C,
+    weights 1/m - 1e-4 and 1 - 1/m - 1e-4, the mix divided by sqrt(C)."""
+    channel = 1 if m.layout == "nchw" else 2
+    if m.running_mean.numel() == 0:
+        m.running_mean, m.running_var = torch.zeros(x.shape[1:], dtype=x.dtype), torch.ones(x.shape[1:], dtype=x.dtype)
+    mu_f = mean(x, (channel,))
+    x_f = standardize(x, mu_f, variance(x, (channel,), mu_f), m.eps)
+    if m.training:
+        w = 1.0 / x.shape[0]
+        m.layer_weight.fill_(w)
+        mu_b = mean(x, (0,))
+        var_b = variance(x, (0,), mu_b)
+        with torch.no_grad():
+            share = m.momentum if m.momentum is not None else 1.0 / (int(m.num_batches_tracked) + 1)
+            m.running_mean.mul_(1 - share).add_(share * mu_b[0].to(m.running_mean.dtype))
+            unbiased = variance(x, (0,), mu_b, unbiased=True) if x.shape[0] > 1 else var_b
+            m.running_var.mul_(1 - share).add_(share * unbiased[0].to(m.running_var.dtype))
+            m.num_batches_tracked += 1
+    else:
+        w = float(m.layer_weight)
+        mu_b, var_b = m.running_mean[None].to(x.dtype), m.running_var[None].to(x.dtype)
+    x_b = standardize(x, mu_b, var_b, m.eps)
+    y = ((w - 1e-4) * x_f + (1 - w - 1e-4) * x_b) / math.sqrt(m.num_channels)
+    return affine(y, m, m.layout)
+
+
 def none(m, x):
     return x
 
@@ -254,7 +281,7 @@ def cond_instance(m, x):
 
 REFERENCE = {
     "batch": batch, "layer": layer, "instance": instance, "group": group,
-    "rms": rms, "bln": bln, "none": none,
+    "rms": rms, "bln": bln, "bln_paper": bln_paper, "none": none,
     "batch_renorm": batch_renorm, "ghost_batch": ghost_batch, "frn": frn, "evonorm_b0": evonorm_b0,
     "evonorm_s0": evonorm_s0, "switchable": switchable, "layer2d": layer2d, "group1": group,
     "batch_instance": batch_instance, "cond_instance": cond_instance,

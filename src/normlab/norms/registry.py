@@ -20,6 +20,7 @@ from normlab.norms.batch import BatchNorm
 from normlab.norms.batch_instance import BatchInstanceNorm
 from normlab.norms.batch_renorm import BatchRenorm
 from normlab.norms.bln import BatchLayerNorm
+from normlab.norms.bln_paper import BatchLayerNormPaper
 from normlab.norms.cond_instance import CondInstanceNorm
 from normlab.norms.evonorm_b0 import EvoNormB0
 from normlab.norms.evonorm_s0 import EvoNormS0
@@ -42,6 +43,7 @@ NORMS: dict[str, type[nn.Module]] = {
     "group": GroupNorm,
     "rms": RMSNorm,
     "bln": BatchLayerNorm,
+    "bln_paper": BatchLayerNormPaper,
     "none": NoNorm,
     "batch_renorm": BatchRenorm,
     "ghost_batch": GhostBatchNorm,

@@ -13,6 +13,7 @@ from normlab.callbacks import (
     AtomicCheckpointIO,
     BatchStatDiagnostics,
     DivergenceGuard,
+    EpochAverages,
     MixingWeights,
     PreciseBN,
     RanksInSync,
@@ -38,6 +39,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path, loggers) -> L.Trainer:
     norm = norm_class(cfg.norm.name)
     if callable(getattr(norm, "mixing_weights", None)):
         callbacks.append(MixingWeights())  # what switchable / batch_instance layers learned, per epoch
+    if callable(getattr(norm, "start_epoch", None)):
+        callbacks.append(EpochAverages())  # bln_paper: running averages over one epoch, as its authors
     if several_processes(kwargs):
         callbacks.append(RanksInSync())  # under DDP: do the ranks still hold the same weights?
     if (cfg.get("precise_bn") or {}).get("enabled", False):
