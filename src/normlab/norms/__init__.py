@@ -9,7 +9,16 @@ from normlab.norms.layer import LayerNorm
 from normlab.norms.layout import LAYOUTS
 from normlab.norms.none import NoNorm
 from normlab.norms.registry import (
-    NORMS, activates, build_norm, canonical, knobs_of, linear_norm, norm_class, norm_layer, relu_after, supports,
+    NORMS,
+    activates,
+    build_norm,
+    canonical,
+    knobs_of,
+    linear_norm,
+    norm_class,
+    norm_layer,
+    relu_after,
+    supports,
 )
 from normlab.norms.rms import RMSNorm
 
