@@ -14,12 +14,12 @@ ResNets of the TF TPU reference (``norm_activation(..., nonlinearity=False)``) a
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 from torchvision.models import resnet as tv
 
 from normlab.models.resnet_cifar import zero_init_last_norms
 from normlab.norms.registry import NormLayer, activates, linear_norm
+
 
 def _relu(norm: nn.Module, relu: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x if activates(norm) else relu(x)
@@ -85,6 +85,6 @@ def resnet_tv(
         model.relu = nn.Identity()
     nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
     if zero_init_residual:
-        blocks = [m for m in model.modules() if isinstance(m, (torchvision.models.resnet.BasicBlock, torchvision.models.resnet.Bottleneck))]
+        blocks = [m for m in model.modules() if isinstance(m, (tv.BasicBlock, tv.Bottleneck))]
         zero_init_last_norms(getattr(b, "bn3", b.bn2) for b in blocks)
     return model
