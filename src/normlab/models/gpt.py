@@ -14,6 +14,10 @@ Every norm comes from the factory's ``norm_layer`` with layout ``nlc``: the acti
 - ``post`` (Vaswani et al. 2017): ``x = norm_1(x + attn(x)); x = norm_2(x + mlp(x))``; the
   last block already ends in a norm, so there is no final one.
 
+No ReLU follows a norm here, so a norm that carries its own activation (frn, evonorm_b0/s0)
+keeps it in every place: unlike the ResNets, there is no reference that builds a Transformer
+with their affine-only form (``apply_act=False``, which is gamma x + beta for EvoNorm).
+
 What each norm means on tokens, and whether a token can see the future through it:
 
 ==========  ==========================================  =========================================

@@ -4,6 +4,11 @@ A 3x3 stem of 16 channels, then three stages of n basic blocks at 16, 32 and 64 
 (depth = 6n + 2), global average pooling and a linear classifier. Shortcuts that change shape
 are the paper's option A: subsample and pad channels with zeros, no parameters, so the only
 norms in the network are the ones the factory builds.
+
+A norm that carries its own activation (FRN, EvoNorm: ``activates``) takes the place of a
+norm and its ReLU, so no ReLU follows it; the last norm of each block, before the sum, is built
+in its affine-only form (``linear_norm``), as in the ResNets of the TF TPU reference and timm.
+Every other norm gives the network of the paper, unchanged.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normlab.norms.registry import NormLayer
+from normlab.norms.registry import NormLayer, activates, linear_norm, relu_after
 
 
 class BasicBlock(nn.Module):
@@ -21,7 +26,7 @@ class BasicBlock(nn.Module):
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.norm1 = norm_layer(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.norm2 = norm_layer(cout)  # the "last norm" that zero_init_residual zeroes
+        self.norm2 = linear_norm(norm_layer, cout)  # the "last norm" that zero_init_residual zeroes
         self.stride, self.pad = stride, cout - cin
 
     def shortcut(self, x: torch.Tensor) -> torch.Tensor:
@@ -32,7 +37,8 @@ class BasicBlock(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.norm1(self.conv1(x)))
+        out = self.norm1(self.conv1(x))
+        out = out if activates(self.norm1) else F.relu(out)
         out = self.norm2(self.conv2(out))
         return F.relu(out + self.shortcut(x))
 
@@ -51,7 +57,8 @@ class ResNetCifar(nn.Module):
         if (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 56, ...), got {depth}")
         n = (depth - 2) // 6
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), norm_layer(widths[0]), nn.ReLU())
+        conv, norm = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), norm_layer(widths[0])
+        self.stem = nn.Sequential(conv, norm, relu_after(norm))
         blocks, cin = [], widths[0]
         for i, width in enumerate(widths):
             for j in range(n):

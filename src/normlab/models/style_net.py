@@ -4,7 +4,9 @@ Table 1) for fast feed-forward style transfer.
     9x9 conv, 32 -> 3x3 conv /2, 64 -> 3x3 conv /2, 128 -> 5 residual blocks at 128
     -> x2 up + 3x3 conv, 64 -> x2 up + 3x3 conv, 32 -> 9x9 conv, 3 -> scaled tanh
 
-Every conv but the last is followed by a norm from the factory and a ReLU. Johnson et al. used
+Every conv but the last is followed by a norm from the factory and a ReLU (none after a norm
+that ``activates`` itself, FRN or EvoNorm; the last norm of a residual block, before the sum,
+in its affine-only form, as in the ResNets of the TF TPU reference and timm). Johnson et al. used
 BatchNorm; Ulyanov, Vedaldi & Lempitsky (2016) replaced it with InstanceNorm, the comparison
 this model exists for. Two deviations from Johnson et al., both now standard:
 
@@ -21,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from normlab.errors import ConfigError
-from normlab.norms.registry import NormLayer
+from normlab.norms.registry import NormLayer, linear_norm, relu_after
 
 MIN_SIZE = 5  # the 9x9 convs reflect 4 pixels, which needs at least 5 per side
 
@@ -35,7 +37,8 @@ class ConvLayer(nn.Sequential):
 
 class ConvNormReLU(nn.Sequential):
     def __init__(self, cin: int, cout: int, kernel: int, stride: int, norm_layer: NormLayer):
-        super().__init__(ConvLayer(cin, cout, kernel, stride), norm_layer(cout), nn.ReLU())
+        conv, norm = ConvLayer(cin, cout, kernel, stride), norm_layer(cout)
+        super().__init__(conv, norm, relu_after(norm))
 
 
 class ResidualBlock(nn.Module):
@@ -46,7 +49,7 @@ class ResidualBlock(nn.Module):
         self.body = nn.Sequential(
             ConvNormReLU(channels, channels, 3, 1, norm_layer),
             ConvLayer(channels, channels, 3),
-            norm_layer(channels),
+            linear_norm(norm_layer, channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,10 +8,22 @@ from normlab.norms.instance import InstanceNorm
 from normlab.norms.layer import LayerNorm
 from normlab.norms.layout import LAYOUTS
 from normlab.norms.none import NoNorm
-from normlab.norms.registry import NORMS, build_norm, canonical, knobs_of, norm_class, norm_layer, supports
+from normlab.norms.registry import (
+    NORMS,
+    activates,
+    build_norm,
+    canonical,
+    knobs_of,
+    linear_norm,
+    norm_class,
+    norm_layer,
+    relu_after,
+    supports,
+)
 from normlab.norms.rms import RMSNorm
 
 __all__ = [
-    "LAYOUTS", "NORMS", "BatchLayerNorm", "BatchNorm", "GroupNorm", "InstanceNorm", "LayerNorm",
-    "NoNorm", "RMSNorm", "build_norm", "canonical", "composite_only", "knobs_of", "norm_class", "norm_layer", "supports",
+    "LAYOUTS", "NORMS", "BatchLayerNorm", "BatchNorm", "GroupNorm", "InstanceNorm", "LayerNorm", "NoNorm", "RMSNorm",
+    "activates", "build_norm", "canonical", "composite_only", "knobs_of", "linear_norm", "norm_class", "norm_layer",
+    "relu_after", "supports",
 ]

@@ -12,6 +12,12 @@ negative x are divided by the batch std only.
 - ``nlc``:  s2_batch over (N, L) per channel, s2_instance over L per sample and channel (so a
   token sees later tokens, in training and in eval).
 
+``apply_act=False`` is the layer's form where no activation follows (a residual branch's last
+norm): an affine transform only, y = gamma * x + beta, with no v1, no statistics and no running
+ones (so it does not use the batch), as in the authors' ResNets (TF TPU ``evonorm(...,
+nonlinearity=False)``) and timm's ``EvoNorm2dB0(apply_act=False)``. ``activates`` says which
+form a layer is; the models put no ReLU after one that activates.
+
 In eval mode s2_batch is the running variance (BatchNorm's estimate, ``running.py``). The
 running mean is not in the formula; it is kept anyway, updated as BatchNorm's, so that the
 tools that look for BatchNorm-like layers (PreciseBN) find and re-estimate this one too.
@@ -53,18 +59,31 @@ class EvoNormB0(AffineNorm):
         "nlc": "(N, L) per channel, and L per sample and channel",
     }
     batch_dependent = True
+    activates = True  # the class's default form; apply_act=False sets it per layer
     instance_stats = True  # per-sequence statistics over L in every mode (see models/gpt.py)
 
     def __init__(
-        self, num_channels: int, layout: str = "nchw", eps: float = 1e-5, momentum: float = 0.1, affine: bool = True
+        self,
+        num_channels: int,
+        layout: str = "nchw",
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = True,
+        apply_act: bool = True,
     ):
         super().__init__(num_channels, layout, eps, affine)
         self.momentum = momentum
-        self.v1 = nn.Parameter(torch.ones(num_channels))
-        add_running_stats(self, num_channels)
+        self.activates = apply_act
+        self.v1 = nn.Parameter(torch.ones(num_channels)) if apply_act else None
+        if apply_act:
+            add_running_stats(self, num_channels)
+        else:  # gamma x + beta: nothing of the batch, nothing for PreciseBN to re-estimate
+            self.batch_dependent = self.instance_stats = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.layout, self.num_channels, "EvoNormB0")
+        if self.v1 is None:
+            return self.affine_only(x)
         dims = instance_dims(x, self.layout)
         # With the C kernels from a quarter of the threshold: 0.9x the composite path at 32k elements,
         # 1.1x at 4k (measured 2026-11-29, one thread).
@@ -88,6 +107,9 @@ class EvoNormB0(AffineNorm):
         if self.weight is not None:
             y = torch.addcmul(per_channel(self.bias, x, self.layout), y, per_channel(self.weight, x, self.layout))
         return y.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", apply_act={self.activates}"
 
     def _deviations(self, count, mean, var):
         """sqrt(var + eps) of the instances (per sample and channel) and of the batch (per

@@ -11,6 +11,12 @@ denominator is GroupNorm's std (biased variance, no centering of the numerator).
 
 ``num_groups`` and ``group_size`` work as for ``group``; the paper uses 32 groups.
 
+``apply_act=False`` is the layer's form where no activation follows (a residual branch's last
+norm): an affine transform only, y = gamma * x + beta, with no v1 and no statistics, as in the
+authors' ResNets (TF TPU ``evonorm(..., nonlinearity=False)``) and timm's
+``EvoNorm2dS0(apply_act=False)``. ``activates`` says which form a layer is; the models put no
+ReLU after one that activates.
+
 Large images take ``_EvoNormS0``, the layer with its backward in closed form: with
 f = x sigmoid(v1 x), k = gamma / sqrt(s2 + eps) per sample and channel and df = k dy,
 
@@ -43,6 +49,7 @@ from normlab.norms.precision import upcast
 class EvoNormS0(AffineNorm):
     axes = {"nchw": "(C/G, H, W) per sample and group", "nlc": "C/G per token and group"}
     batch_dependent = False
+    activates = True  # the class's default form; apply_act=False sets it per layer
 
     def __init__(
         self,
@@ -52,13 +59,17 @@ class EvoNormS0(AffineNorm):
         group_size: int | None = None,
         eps: float = 1e-5,
         affine: bool = True,
+        apply_act: bool = True,
     ):
         super().__init__(num_channels, layout, eps, affine)
         self.num_groups = resolve_groups(num_channels, num_groups, group_size)
-        self.v1 = nn.Parameter(torch.ones(num_channels))
+        self.activates = apply_act
+        self.v1 = nn.Parameter(torch.ones(num_channels)) if apply_act else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.layout, self.num_channels, "EvoNormS0")
+        if self.v1 is None:
+            return self.affine_only(x)
         g = self.num_groups
         # The C kernel at every size: it has no fixed cost to amortize, and took 0.5x the
         # composite path's time from 2x16x32x32 (32k elements) on (measured 2026-11-29, one thread).
@@ -84,7 +95,7 @@ class EvoNormS0(AffineNorm):
         return y.to(x.dtype)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", num_groups={self.num_groups}"
+        return super().extra_repr() + f", num_groups={self.num_groups}, apply_act={self.activates}"
 
 
 class _EvoNormS0(Function):

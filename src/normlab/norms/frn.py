@@ -14,11 +14,15 @@ Neural Networks", Eq. 1-2 and its Thresholded Linear Unit).
 1e-4), the paper's remedy for maps with few positions (1x1 in the limit), where a fixed small
 eps turns x / sqrt(nu^2 + eps) into sign(x).
 
-FRN brings its own activation: the paper replaces every BN + ReLU pair with FRN + TLU.
-Swapped in through the factory, it therefore belongs where a norm precedes a ReLU. The models
-keep their own ReLUs, which makes the TLU's threshold max(tau, 0) there; a norm that precedes
-no ReLU (the last one of a residual branch, a Transformer's pre-norm) gains a TLU that the
-original model did not have.
+``apply_act=False`` drops the TLU: y = gamma * x / sqrt(nu^2 + eps) + beta, with no tau.
+
+FRN brings its own activation: the paper replaces every BN + ReLU pair with FRN + TLU. So the
+layer says it ``activates``, and the models put no ReLU after it. Where the original model has
+no activation after a norm (the last norm of a residual branch and a projection shortcut's,
+before the sum), the models build it with ``apply_act=False``, as ResNets with
+normalization-activation layers do (the TF TPU reference's ``norm_activation(...,
+nonlinearity=False)``, timm's ``apply_act=False`` in its residual blocks). A Transformer's norms
+precede no ReLU either, but keep their TLU: there is no reference model to follow there.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from normlab.norms.precision import upcast
 class FilterResponseNorm(AffineNorm):
     axes = {"nchw": "(H, W) per sample and channel, uncentered", "nlc": "L per sample and channel, uncentered"}
     batch_dependent = False
+    activates = True  # the class's default form; apply_act=False sets it per layer
     instance_stats = True  # per-sequence statistics over L in every mode (see models/gpt.py)
 
     def __init__(
@@ -46,9 +51,11 @@ class FilterResponseNorm(AffineNorm):
         eps: float = 1e-6,
         learnable_eps: bool = False,
         affine: bool = True,
+        apply_act: bool = True,
     ):
         super().__init__(num_channels, layout, eps, affine)
-        self.tau = nn.Parameter(torch.zeros(num_channels))  # the TLU's threshold
+        self.activates = apply_act
+        self.tau = nn.Parameter(torch.zeros(num_channels)) if apply_act else None  # the TLU's threshold
         self.eps_l = nn.Parameter(torch.full((num_channels,), 1e-4)) if learnable_eps else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,6 +64,7 @@ class FilterResponseNorm(AffineNorm):
             return self._composite(x)
         # Large inputs: the statistics, gamma x / nu + beta and the TLU in one pass forward and
         # one backward (fused.py); through autograd the max alone cost more than the rest of the layer.
+        # Without the TLU (tau None) the floor is None: the same pass without the max.
         return normalize(x, instance_dims(x, self.layout), self._coeffs, self.weight, self.bias, self.eps_l,
                          floor=per_channel(self.tau, x, self.layout), center=False)
 
@@ -66,6 +74,8 @@ class FilterResponseNorm(AffineNorm):
         nu2 = torch.linalg.vector_norm(upcast(x), dim=dims, keepdim=True).square() / math.prod(x.shape[d] for d in dims)
         scale, shift = self._factors(nu2, self.weight, self.bias, self.eps_l)
         y = x * scale if shift is None else torch.addcmul(shift, x, scale)
+        if self.tau is None:
+            return y.to(x.dtype)
         return torch.maximum(y, per_channel(self.tau, x, self.layout)).to(x.dtype)
 
     def _coeffs(self, mean, var, weight, bias, eps_l):
@@ -80,4 +90,4 @@ class FilterResponseNorm(AffineNorm):
         return scale, per_channel(bias, nu2, self.layout)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", learnable_eps={self.eps_l is not None}"
+        return super().extra_repr() + f", learnable_eps={self.eps_l is not None}, apply_act={self.activates}"

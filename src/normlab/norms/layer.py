@@ -18,17 +18,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normlab.norms.layout import check_input, check_layout, check_statistics, spatial_size
+from normlab.norms.layout import check_input, check_layout, check_statistics, per_channel, spatial_size
 
 
 class AffineNorm(nn.Module):
-    """Shared plumbing: per-channel gamma (ones) and beta (zeros), a layout and an eps."""
+    """Shared plumbing: per-channel gamma (ones) and beta (zeros), a layout and an eps.
+
+    ``activates``: whether the layer carries its own activation (FRN, EvoNorm), so that a model
+    puts no ReLU after it; an instance attribute where the layer's ``apply_act`` decides it."""
+
+    activates = False
 
     def __init__(self, num_channels: int, layout: str, eps: float, affine: bool, bias: bool = True):
         super().__init__()
         self.num_channels, self.layout, self.eps = num_channels, check_layout(layout), eps
         self.weight = nn.Parameter(torch.ones(num_channels)) if affine else None
         self.bias = nn.Parameter(torch.zeros(num_channels)) if affine and bias else None
+
+    def affine_only(self, x: torch.Tensor) -> torch.Tensor:
+        """gamma x + beta, per channel: a normalization-activation layer's form without its activation."""
+        if self.weight is not None and self.bias is not None:
+            return torch.addcmul(per_channel(self.bias, x, self.layout), x, per_channel(self.weight, x, self.layout))
+        y = x if self.weight is None else x * per_channel(self.weight, x, self.layout)
+        return y if self.bias is None else y + per_channel(self.bias, x, self.layout)
 
     def extra_repr(self) -> str:
         return f"{self.num_channels}, layout={self.layout}, eps={self.eps}, affine={self.weight is not None}"

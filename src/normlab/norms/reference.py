@@ -210,10 +210,12 @@ def frn(m, x):
     nu2 = mean(x**2, instance_axes(x, m.layout))
     eps = m.eps if m.eps_l is None else m.eps + per_channel(m.eps_l.abs(), x, m.layout)
     y = affine(x / torch.sqrt(nu2 + eps), m, m.layout)
-    return torch.maximum(y, per_channel(m.tau, x, m.layout))
+    return y if m.tau is None else torch.maximum(y, per_channel(m.tau, x, m.layout))  # apply_act=False: no TLU
 
 
 def evonorm_b0(m, x):
+    if m.v1 is None:  # apply_act=False: the affine transform only
+        return affine(x, m, m.layout)
     dims = instance_axes(x, m.layout)
     var_instance = variance(x, dims, mean(x, dims))
     if m.training:
@@ -229,6 +231,8 @@ def evonorm_b0(m, x):
 
 
 def evonorm_s0(m, x):
+    if m.v1 is None:  # apply_act=False: the affine transform only
+        return affine(x, m, m.layout)
     grouped, dims = groups_of(m, x)
     std = torch.sqrt(variance(grouped, dims, mean(grouped, dims)) + m.eps)
     numerator = x * torch.sigmoid(per_channel(m.v1, x, m.layout) * x)

@@ -121,6 +121,24 @@ def _check_batch_statistics(layer: nn.Module, args: tuple) -> None:
         check_batch_statistics(args[0], layer.layout, type(layer).__name__)
 
 
+def activates(layer: nn.Module) -> bool:
+    """Whether a norm carries its own activation (FRN's TLU, EvoNorm's), so no ReLU should follow it."""
+    return getattr(layer, "activates", False)
+
+
+def linear_norm(make: NormLayer, num_channels: int) -> nn.Module:
+    """The norm for a place that no activation follows (a residual branch's last norm, a projection
+    shortcut's): ``make(C)``, or its affine-only form ``make(C, apply_act=False)`` if that one activates.
+    The ResNets of the TF TPU reference and timm build their normalization-activation layers so there."""
+    layer = make(num_channels)
+    return make(num_channels, apply_act=False) if activates(layer) else layer
+
+
+def relu_after(norm: nn.Module) -> nn.Module:
+    """The ReLU that follows ``norm`` in a model: none (Identity) if the norm activates itself."""
+    return nn.Identity() if activates(norm) else nn.ReLU()
+
+
 def norm_layer(name: str, layout: str = "nchw", **knobs) -> NormLayer:
     """``norm_layer(C)`` builds the norm; the form torchvision's ``norm_layer=`` expects."""
     check_layout(layout)
