@@ -91,6 +91,10 @@ def test_every_norm_reduces_over_its_documented_token_axes(name):
         parts = [(x.mean(d, keepdim=True), x.var(d, unbiased=False, keepdim=True)) for d in (1, -1, (0, 1))]
         mu, var = sum(p[0] for p in parts) / 3, sum(p[1] for p in parts) / 3  # instance, layer, batch
         torch.testing.assert_close(y, (x - mu) / torch.sqrt(var + 1e-5), atol=1e-4, rtol=1e-4)
+    elif name == "bln_paper":  # the authors': batch part over N per (token, channel), feature part over C per token
+        ln = torch.nn.functional.layer_norm(x, (C,), eps=1e-3)
+        bn = (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + 1e-3)
+        torch.testing.assert_close(y, (ln * (1 / N - 1e-4) + (1 - 1 / N - 1e-4) * bn) / C ** 0.5, atol=1e-4, rtol=1e-4)
     elif name == "bln":  # (1/N) x per-token layer statistics + (1 - 1/N) x (N, L) batch statistics
         ln = torch.nn.functional.layer_norm(x, (C,))
         bn = (x - x.mean((0, 1))) / torch.sqrt(x.var((0, 1), unbiased=False) + 1e-5)

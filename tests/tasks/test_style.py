@@ -15,8 +15,9 @@ from PIL import Image
 from normlab.errors import ConfigError
 from normlab.models import build_model
 from normlab.models.loss_net import LossNetwork, build_loss_network, random_vgg
-from normlab.norms import NORMS, supports
+from normlab.norms import NORMS, norm_class, supports
 from normlab.run import train
+from normlab.run.config_check import check_config
 from normlab.tasks.perceptual import PerceptualLoss, gram, total_variation
 
 # Tiny images and networks: the whole pipeline in a second or two per run.
@@ -156,6 +157,11 @@ def test_every_norm_trains(compose, name, batch):
     if not supports(name, "nchw"):
         pytest.skip(f"{name} has no meaning for images")
     cfg = compose([*TINY, f"norm={name}", f"data.batch={batch}", "debug=fast_dev_run"])
+    if getattr(norm_class(name), "one_input_size", False) and cfg.data.crop != cfg.data.eval_size:
+        with pytest.raises(ConfigError, match="one input size"):  # refused before training
+            check_config(cfg)
+        cfg = compose([*TINY, f"norm={name}", f"data.batch={batch}", "debug=fast_dev_run",
+                       f"data.eval_size={cfg.data.crop}"])
     s = train_ok(cfg)
     assert s["norm"] == name and s["batch"] == batch
 

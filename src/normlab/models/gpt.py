@@ -66,6 +66,8 @@ def token_mixing(norm: nn.Module) -> tuple[bool, bool]:
     layer declares ``instance_stats``: per-sequence statistics over L in every mode (frn,
     evonorm_b0, switchable, batch_instance, cond_instance).
     """
+    if getattr(norm, "mixes_tokens", None) is False:  # declared: statistics per position only (bln_paper)
+        return False, False
     per_sequence = getattr(norm, "instance_stats", False)
     in_train = getattr(norm, "batch_dependent", False) or isinstance(norm, InstanceNorm) or per_sequence
     in_eval = per_sequence or (in_train and getattr(norm, "running_mean", None) is None)

@@ -12,7 +12,8 @@ Style-Invariant Neural Networks", Eq. 4-6).
 rho is learned and kept in [0, 1] by projection, as the paper's Eq. 6 clips it after every
 update: at the start of each training forward, before it is used, rho is clipped in place
 (which is the clip after the previous optimizer step); eval mode uses the clipped value without
-writing it. It starts at 1, pure BatchNorm, as in the authors' code. The BN part keeps running
+writing it. It starts at 1, pure BatchNorm, and learns at ``rho_lr`` = 10 times the learning
+rate with no weight decay, as in the authors' code (main.py: ``--bin-lr 10``). The BN part keeps running
 statistics and uses them in eval mode; the IN part always uses the sample's own.
 
 Both parts come from native kernels with their share of gamma folded in
@@ -44,11 +45,13 @@ class BatchInstanceNorm(AffineNorm):
     instance_stats = True  # the IN part: per-sequence statistics over L in every mode (see models/gpt.py)
     no_weight_decay = ("rho",)  # decay would pull the gate towards pure InstanceNorm (tasks/optim.py)
 
-    def __init__(
-        self, num_channels: int, layout: str = "nchw", eps: float = 1e-5, momentum: float = 0.1, affine: bool = True
-    ):
+    def __init__(self, num_channels: int, layout: str = "nchw", eps: float = 1e-5, momentum: float = 0.1,
+                 affine: bool = True, rho_lr: float = 10.0):
         super().__init__(num_channels, layout, eps, affine)
         self.momentum = momentum
+        # The authors train the gate at 10x the learning rate (main.py, --bin-lr 10, no weight
+        # decay): a factor on the learning rate, applied by the optimizer's groups (tasks/optim.py).
+        self.lr_scale = {"rho": rho_lr}
         self.rho = nn.Parameter(torch.ones(num_channels))
         add_running_stats(self, num_channels)
 

@@ -1,5 +1,5 @@
-"""Batch Layer Normalization (Ziaee & Cano, 2022, "Batch Layer Normalization, a new
-normalization layer for CNNs and RNNs", Sec. 3).
+"""Batch Layer Normalization, pooled (after Ziaee & Cano, 2022, "Batch Layer Normalization, a
+new normalization layer for CNNs and RNNs", Sec. 3; the authors' own layer is ``bln_paper``).
 
 BLN normalizes x once with batch statistics and once with layer (feature) statistics and
 mixes the two with a weight set by the inverse mini-batch size m:
@@ -18,8 +18,13 @@ unbiased variance) and the layer part the sample's own statistics, the authors' 
 (``batch_moving_mean=batch_moving_var=True``, feature moving statistics off). The weight 1/m
 at inference is that of the last training batch, kept in a buffer.
 
-Deviation, on purpose: the authors' code also divides the mix by sqrt(d_k) and shifts the
-weights by 1e-4; both are constant rescalings that gamma absorbs, so they are left out.
+Deviations from the authors' layer (``bln_paper`` is that layer, checked against their code):
+their batch statistics are over N only (one per position and channel) and their feature
+statistics over C only (one per position), where this layer pools (N, H, W) and (C, H, W);
+their mix is divided by sqrt(C), a constant scale that gamma can learn but which changes the
+start of training; their weights are 1/m - 1e-4 and 1 - 1/m - 1e-4, which sum to 1 - 2e-4 (not
+a rescaling: at m = 1 the batch part gets -1e-4); their eps is 1e-3; their running averages
+are one epoch's plain average, here BatchNorm's exponential one.
 
 Implementation: the two parts from native kernels (BatchNorm's and GroupNorm's or LayerNorm's),
 mixed with lerp; for large images both parts' statistics come from the per-(sample, channel)

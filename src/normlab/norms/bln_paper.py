@@ -8,7 +8,8 @@ Normalization, a new normalization layer for CNNs and RNNs", Sec. 3; their Keras
 
 - ``nchw``: batch part over N, one mean/var per (c, h, w); feature part over C per (n, h, w);
 - ``nlc``:  batch part over N per (l, c), the authors' RNN form (N, T, C); feature part over
-  C per (n, l). A token sees the other sequences' tokens at its own position, never later ones.
+  C per (n, l). A token sees the other sequences' tokens at its own position, never later ones;
+  in eval a shorter sequence (sampling) takes the statistics of the first positions.
 
 What differs from the pooled ``bln`` (statistics over (N, H, W) and (C, H, W)):
 
@@ -55,6 +56,8 @@ class BatchLayerNormPaper(AffineNorm):
         "nlc": "N per (l, c), mixed with C per (n, l)",
     }
     batch_dependent = True
+    one_input_size = True  # statistics per position: training and eval at one size (config_check)
+    mixes_tokens = False  # for tokens, the batch part is per position: no token sees a later one
 
     def __init__(self, num_channels: int, layout: str = "nchw", eps: float = 1e-3, momentum: float | None = None,
                  batch_moving: bool = True, affine: bool = True):
@@ -83,8 +86,10 @@ class BatchLayerNormPaper(AffineNorm):
             self.layer_weight.fill_(1.0 / x.shape[0])
             self._update(mu_b, var_b, x.shape[0])
         if not self.training:
-            mu_run = self.running_mean.unsqueeze(0).to(xs.dtype)
-            var_run = self.running_var.unsqueeze(0).to(xs.dtype)
+            # Tokens: a shorter sequence (sampling) takes the statistics of its first positions.
+            rows = slice(None) if self.layout == "nchw" else slice(0, x.shape[1])
+            mu_run = self.running_mean[rows].unsqueeze(0).to(xs.dtype)
+            var_run = self.running_var[rows].unsqueeze(0).to(xs.dtype)
             mu_b, var_b = (mu_run, var_run) if self.batch_moving else (mu_b, var_b)
         w = self.layer_weight.to(xs.dtype)
         x_f = (xs - mu_f) * torch.rsqrt(var_f + self.eps)
@@ -98,6 +103,9 @@ class BatchLayerNormPaper(AffineNorm):
         shape = x.shape[1:]
         if self.running_mean.shape == shape:
             return
+        if self.layout == "nlc" and not self.training and self.running_mean.shape[1:] == shape[1:] \
+                and shape[0] <= self.running_mean.shape[0]:
+            return  # a shorter sequence in eval: the first positions' statistics
         if self.running_mean.numel() > 0:
             raise ConfigError(
                 f"bln_paper keeps its running statistics per position, of shape {tuple(self.running_mean.shape)}, "

@@ -32,6 +32,8 @@ where M marks where the instance branch is the larger: 7 passes over the activat
 12 back, against about 30 through autograd. On the CPU (contiguous fp32 images) the passes are
 C loops over each sample's channel (``kernels/rows.c`` for the moments, ``kernels/evonorm.c``):
 two forward, two back, the max and its mask recomputed rather than stored.
+
+Deviation: The paper defines EvoNorm for images; the token axes (``nlc``) are normlab's reading of it.
 """
 
 from __future__ import annotations

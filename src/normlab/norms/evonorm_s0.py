@@ -29,6 +29,8 @@ On the CPU (contiguous fp32) the same formulas are a C loop per group (``kernels
 at every size: one read of x for the statistics and one more for y and the sigmoid forward,
 one of x, dy and the sigmoid for the sums and one for dx backward. The sigmoid is stored, as
 on the PyTorch path: its exp per element cost more than the activation-sized write and read.
+
+Deviation: The paper defines EvoNorm for images; the token axes (``nlc``) are normlab's reading of it.
 """
 
 from __future__ import annotations

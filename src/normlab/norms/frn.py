@@ -1,10 +1,11 @@
 """Filter Response Normalization with a Thresholded Linear Unit (Singh & Krishnan, 2019,
 "Filter Response Normalization Layer: Eliminating Batch Dependence in the Training of Deep
-Neural Networks", Eq. 1-2 and its Thresholded Linear Unit).
+Neural Networks", Eq. 1-4).
 
-    nu^2 = mean(x^2)                           per sample and channel, no centering
-    y    = gamma * x / sqrt(nu^2 + eps) + beta          (Eq. 1-2)
-    z    = max(y, tau)                                   (TLU, tau learned per channel)
+    nu^2  = mean(x^2)                          per sample and channel, no centering   (Eq. 1)
+    x_hat = x / sqrt(nu^2 + eps)                                                      (Eq. 2)
+    y     = gamma * x_hat + beta                                                      (Eq. 3)
+    z     = max(y, tau)                        the TLU, tau learned per channel       (Eq. 4)
 
 - ``nchw``: nu^2 over (H, W) of each sample and channel;
 - ``nlc``:  over the L tokens of each sequence and channel (like InstanceNorm, so a token
@@ -23,6 +24,8 @@ before the sum), the models build it with ``apply_act=False``, as ResNets with
 normalization-activation layers do (the TF TPU reference's ``norm_activation(...,
 nonlinearity=False)``, timm's ``apply_act=False`` in its residual blocks). A Transformer's norms
 precede no ReLU either, but keep their TLU: there is no reference model to follow there.
+
+Deviation: The paper defines FRN for images; the token axes (``nlc``) are normlab's reading of it.
 """
 
 from __future__ import annotations

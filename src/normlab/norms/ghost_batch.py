@@ -28,6 +28,9 @@ and concatenate the outputs; large ones (``fused.py``) take every ghost batch's 
 the per-(sample, channel) moments in one pass over x and scale and shift each sample by its
 ghost batch's factors. A batch of at most ``virtual_batch`` samples, and eval mode, are plain
 BatchNorm: the native kernel.
+
+Deviation: PreciseBN pools each batch's ghost batches into one estimate, with the Bessel correction of
+one ghost batch's count (``callbacks/norm_stats.py``).
 """
 
 from __future__ import annotations

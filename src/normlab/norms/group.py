@@ -8,7 +8,7 @@ Channels are split into G groups of C/G consecutive channels.
 - ``nlc``:  reduce over the C/G channels of each group, per token.
 
 G = 1 is LayerNorm over (C, H, W); G = C is InstanceNorm (Sec. 3.1 of the paper); both
-identities are tested. ``group_size`` (channels per group, the right half of the paper's
+identities are tested. ``group_size`` (channels per group, the bottom half of the paper's
 Table 3), when set, wins over ``num_groups``. ``GroupNorm1`` is GroupNorm with one group, by
 name (timm's ``GroupNorm1``): ``layer`` for images, not the per-pixel ``layer2d``.
 """

@@ -1,4 +1,4 @@
-"""Layer Normalization (Ba, Kiros & Hinton, 2016, Eq. 4).
+"""Layer Normalization (Ba, Kiros & Hinton, 2016, "Layer Normalization", Eq. 3: the statistics).
 
     y = gamma * (x - mu) / sqrt(var + eps) + beta,  mu and var over the features of one sample
 

@@ -1,5 +1,5 @@
 """LayerNorm over the channels at every position, ConvNeXt's ``LayerNorm2d`` (Liu et al., 2022,
-"A ConvNet for the 2020s", Sec. 2.6), with LayerNorm's Eq. 4 (Ba, Kiros & Hinton, 2016).
+"A ConvNet for the 2020s", Sec. 2.6), with LayerNorm's statistics, Eq. 3 (Ba, Kiros & Hinton, 2016).
 
     y = gamma * (x - mu) / sqrt(var + eps) + beta,  mu and var over C at each (n, h, w)
 
@@ -38,7 +38,8 @@ class LayerNorm2d(AffineNorm):
     axes = {"nchw": "C per sample and pixel", "nlc": "C per token"}
     batch_dependent = False
 
-    def __init__(self, num_channels: int, layout: str = "nchw", eps: float = 1e-5, affine: bool = True):
+    def __init__(self, num_channels: int, layout: str = "nchw", eps: float = 1e-6, affine: bool = True):
+        # eps 1e-6: ConvNeXt's and timm's LayerNorm2d (PyTorch's LayerNorm default is 1e-5).
         super().__init__(num_channels, layout, eps, affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

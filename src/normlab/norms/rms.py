@@ -10,6 +10,9 @@ LayerNorm without the centering: the same axes as ``LayerNorm``, no mean subtrac
 The paper has a gain only; ``bias`` is off by default. Tokens use ``F.rms_norm`` with gamma;
 images ``F.rms_norm`` over (C, H, W) and gamma per channel, or, when large, the mean of x^2
 from the per-(sample, channel) moments and one scale per (sample, channel) (``fused.py``).
+
+Deviation: The paper defines RMSNorm for vectors (tokens); the image axes (C, H, W) are normlab's reading
+of it, as LayerNorm's.
 """
 
 from __future__ import annotations

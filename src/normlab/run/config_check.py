@@ -39,6 +39,7 @@ def check_config(cfg: DictConfig) -> None:
     check_missing(cfg)
     norm = check_names(cfg)
     check_batches(cfg, norm)
+    check_sizes(cfg, norm)
     check_optim(cfg)
     check_trainer(cfg)
     check_logger(cfg)
@@ -90,6 +91,16 @@ def check_batches(cfg: DictConfig, norm: str) -> None:
         over = "tokens, so it sees future tokens" if cfg.task.name == "lm" else "pixels"
         log.warning("norm=%s at one sample per batch normalizes in %s with the statistics of each sample's own %s; "
                     "a layer that sees one value per channel stops the run.", norm, what, over)
+
+
+def check_sizes(cfg: DictConfig, norm: str) -> None:
+    """A norm with statistics per position (``one_input_size``: bln_paper) needs the same image
+    size in training and evaluation: refused before training, not at the first evaluation."""
+    crop, eval_size = cfg.data.get("crop"), cfg.data.get("eval_size")
+    if getattr(norm_class(norm), "one_input_size", False) and crop and eval_size and crop != eval_size:
+        raise ConfigError(f"norm={norm} keeps statistics per position, so it needs one input size, and this run "
+                          f"trains on {crop} px crops and evaluates at {eval_size} px. "
+                          f"Fix: set data.eval_size={crop}, or use norm=bln.")
 
 
 def check_optim(cfg: DictConfig) -> None:

@@ -47,7 +47,9 @@ def kernels(params: list, fused: bool) -> dict:
 
 
 def build_optimizer(params, optim_cfg: dict, lr: float, fused: bool = False) -> torch.optim.Optimizer:
-    params = list(params)  # parameters or groups of them; looked at for their devices, then handed on
+    # Parameters or groups of them; looked at for their devices, then handed on, a group's lr_scale as its lr.
+    params = [{k: v for k, v in g.items() if k != "lr_scale"} | {"lr": lr * g["lr_scale"]}
+              if isinstance(g, dict) and "lr_scale" in g else g for g in params]
     name = optim_cfg["name"]
     if name == "sgd":
         return torch.optim.SGD(
@@ -76,20 +78,28 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup: fl
 
 
 def param_groups(module: torch.nn.Module, decay_vectors: bool = True) -> list[dict]:
-    """Every trainable parameter, in one group with the configured weight decay and one without.
+    """Every trainable parameter, in one group with the configured weight decay and one without,
+    and apart again where a layer asks for another learning rate.
 
     Without decay: the parameters a layer names in ``no_weight_decay`` (the timm convention),
     i.e. the mixing weights of switchable and batch_instance. They choose between statistics;
     decay would pull them towards one fixed choice (uniform softmax, rho = 0), a prior that
     neither paper's formulation has. ``decay_vectors=False`` also spares every parameter with
     fewer than 2 dimensions (gains and biases), as GPT-2 and nanoGPT do.
+
+    ``lr_scale``: a layer's ``{parameter name: factor}`` (batch_instance's gate rho at 10x, as
+    its authors train it); the group's ``lr_scale`` multiplies the learning rate in
+    ``build_optimizer``, and the schedule keeps the ratio.
     """
     skip = {id(getattr(m, name)) for m in module.modules() for name in getattr(m, "no_weight_decay", ())}
+    scale = {id(getattr(m, name)): f for m in module.modules() for name, f in (getattr(m, "lr_scale", None) or {}).items()}
     params = [p for p in module.parameters() if p.requires_grad]
     skip |= {id(p) for p in params if not decay_vectors and p.dim() < 2}
-    groups = [{"params": [p for p in params if id(p) not in skip]},
-              {"params": [p for p in params if id(p) in skip], "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
+    groups: dict[tuple[bool, float], list] = {}
+    for p in params:
+        groups.setdefault((id(p) in skip, scale.get(id(p), 1.0)), []).append(p)
+    return [{"params": ps, **({"weight_decay": 0.0} if no_decay else {}), **({"lr_scale": f} if f != 1.0 else {})}
+            for (no_decay, f), ps in sorted(groups.items())]
 
 
 def configure(

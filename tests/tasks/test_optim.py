@@ -1,0 +1,38 @@
+"""Optimizer groups: a layer's learning-rate factors (batch_instance's gate at 10x, as its
+authors' main.py trains it with --bin-lr 10) hold through the schedule."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from normlab.norms import build_norm
+from normlab.tasks.optim import build_optimizer, param_groups, warmup_cosine
+
+
+def lrs_by_param(opt, model):
+    names = {id(p): n for n, p in model.named_parameters()}
+    return {names[id(p)]: (g["lr"], g["weight_decay"]) for g in opt.param_groups for p in g["params"]}
+
+
+def test_the_batch_instance_gate_learns_at_ten_times_the_rate_without_decay_through_the_schedule():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), build_norm("batch_instance", 8))
+    opt = build_optimizer(param_groups(model), {"name": "sgd", "weight_decay": 5e-4}, 0.1)
+    sched = warmup_cosine(opt, total_steps=10, warmup=0.2)
+    for _ in range(4):
+        opt.step(), sched.step()
+    lrs = lrs_by_param(opt, model)
+    conv_lr, conv_decay = lrs["0.weight"]
+    rho_lr, rho_decay = lrs["1.rho"]
+    assert abs(rho_lr - 10 * conv_lr) < 1e-12 and 0 < conv_lr < 0.1
+    assert rho_decay == 0.0 and conv_decay == 5e-4
+    assert lrs["1.weight"] == lrs["0.weight"]
+
+
+def test_rho_lr_one_puts_the_gate_back_with_the_other_mixing_weights():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), build_norm("batch_instance", 8, rho_lr=1.0))
+    groups = param_groups(model)
+    assert len(groups) == 2 and not any("lr_scale" in g for g in groups)
+    opt = build_optimizer(groups, {"name": "sgd"}, 0.1)
+    assert {g["lr"] for g in opt.param_groups} == {0.1}
+    assert torch.is_tensor(next(iter(opt.param_groups[0]["params"])))
