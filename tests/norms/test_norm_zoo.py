@@ -174,12 +174,13 @@ def test_frn_output_never_goes_below_tau():
 def test_layer2d_normalizes_each_pixel_over_channels_and_is_layer_on_tokens():
     x = images()
     m = randomize(build_norm("layer2d", 8).double())
-    by_hand = F.layer_norm(x.permute(0, 2, 3, 1), (8,), m.weight, m.bias, 1e-5).permute(0, 3, 1, 2)
+    assert m.eps == 1e-6  # ConvNeXt's and timm's LayerNorm2d
+    by_hand = F.layer_norm(x.permute(0, 2, 3, 1), (8,), m.weight, m.bias, 1e-6).permute(0, 3, 1, 2)
     torch.testing.assert_close(m(x), by_hand, **F64)
     torch.testing.assert_close(m(x.contiguous(memory_format=torch.channels_last)), by_hand, **F64)
     assert (build_norm("layer2d", 8).double()(x) - build_norm("layer", 8).double()(x)).abs().max() > 0.1
     t = tokens()
-    nlc, layer = build_norm("layer2d", 8, "nlc").double(), build_norm("layer", 8, "nlc").double()
+    nlc, layer = build_norm("layer2d", 8, "nlc").double(), build_norm("layer", 8, "nlc", eps=1e-6).double()
     layer.load_state_dict(randomize(nlc).state_dict())
     torch.testing.assert_close(nlc(t), layer(t), **F64)
 

@@ -5,7 +5,7 @@
 
 - ``nchw``: reduce over C, one mean/var per sample and pixel. Not ``layer``, which reduces
   over (C, H, W) per sample (GroupNorm with one group, ``group1``);
-- ``nlc``:  reduce over C per token: exactly ``layer`` (a Transformer's LayerNorm).
+- ``nlc``:  reduce over C per token: ``layer`` (a Transformer's LayerNorm), with eps 1e-6.
 
 Images in channels-last memory (``trainer.channels_last=true``) are (N, H, W, C) rows already:
 LayerNorm's native kernel runs on the permuted view, no copy. Contiguous NCHW images are not
