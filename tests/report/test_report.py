@@ -98,3 +98,10 @@ def test_a_swept_knob_gets_a_line_of_its_own_in_the_curves(tmp_path):
     data = curve_table(runs, "val/err")
     assert set(data["arm"]) == {"group+ws num_groups=1", "group+ws num_groups=8"}
     assert len(data) == 4 * 2  # two epochs of each of the four runs
+
+
+def test_wandb_summaries_of_best_and_final_value_read_as_numbers():
+    from normlab.report.collect import summary_metrics
+
+    got = summary_metrics({"val/loss": {"min": 1.5, "last": 1.75}, "test/err": 30.0, "samples": {"_type": "table"}})
+    assert got == {"val/loss": 1.75, "val/loss.min": 1.5, "test/err": 30.0}

@@ -314,3 +314,14 @@ def test_post_ln_trains_and_the_run_writes_samples_to_disk_and_wandb(compose, hf
     assert any(wandb_files.rglob("samples*.table.json"))
     on_disk = json.loads((Path(cfg.paths.output_dir) / "summary.json").read_text())
     assert on_disk["metrics"]["test/bpc"] == pytest.approx(on_disk["metrics"]["test/loss"] / math.log(2))
+
+
+def test_wandb_gets_a_table_of_samples_over_the_epochs(compose, hf_cache):
+    cfg = compose([*FAST, "trainer.max_epochs=3", "logger=wandb", f"data.cache_dir={hf_cache}"])
+    summary = train(cfg)
+    assert summary["status"] == "completed"
+    tables = [json.loads(p.read_text()) for p in (Path(summary["wandb_dir"]) / "files").rglob("samples*.table.json")]
+    last = max(tables, key=lambda t: len(t["data"]))  # each epoch logs every row so far
+    assert last["columns"] == ["epoch", "step", "sample", "text"]
+    assert [(row[0], row[2]) for row in last["data"]] == [(e, i) for e in range(3) for i in range(2)]
+    assert all(len(row[3]) > 16 for row in last["data"])

@@ -166,10 +166,11 @@ def test_every_norm_trains(compose, name, batch):
     assert s["norm"] == name and s["batch"] == batch
 
 
-def test_wandb_gets_the_grid(compose):
-    cfg = compose([*TINY, "norm=instance", "debug=fast_dev_run", "logger=wandb"])
+def test_wandb_gets_the_grid_of_every_epoch(compose):
+    cfg = compose([*TINY, "norm=instance", "debug=fast_dev_run", "trainer.max_epochs=2", "logger=wandb"])
     s = train_ok(cfg)
-    assert list(Path(s["wandb_dir"]).glob("files/media/images/held_out/*.png")), "the grid must be logged to W&B"
+    grids = list(Path(s["wandb_dir"]).glob("files/media/images/held_out/*.png"))
+    assert len(grids) == 2, "one grid per epoch in W&B"
 
 
 @pytest.fixture

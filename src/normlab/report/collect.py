@@ -53,6 +53,20 @@ def curves(run: dict) -> pd.DataFrame | None:
     return df.groupby("epoch").last().reset_index() if "epoch" in df else df
 
 
+def summary_metrics(summary: dict) -> dict:
+    """A W&B run's summary as numbers: ``{"val/err": {"min": a, "last": b}}`` (what define_metric's
+    min,last makes) becomes ``val/err = b`` (the final value, as in summary.json) and ``val/err.min = a``."""
+    out = {}
+    for k, v in summary.items():
+        if isinstance(v, dict) or hasattr(v, "items"):
+            for op, x in dict(v.items()).items():
+                if isinstance(x, (int, float)):
+                    out[k if op == "last" else f"{k}.{op}"] = x
+        elif isinstance(v, (int, float)):
+            out[k] = v
+    return out
+
+
 def collect_wandb(path: str, group: str) -> Runs:
     """Runs of one W&B group (``entity/project``), as summary-like dicts. Needs the network."""
     import wandb
@@ -60,7 +74,7 @@ def collect_wandb(path: str, group: str) -> Runs:
     out = Runs()
     for run in wandb.Api().runs(path, filters={"group": group}):
         config = {k: v for k, v in run.config.items() if not k.startswith("_")}
-        summary = {k: v for k, v in run.summary.items() if isinstance(v, (int, float))}
+        summary = summary_metrics(dict(run.summary.items()))
         history = run.history(samples=500, pandas=False)
         out.runs.append({
             "status": "completed" if run.state == "finished" else run.state,

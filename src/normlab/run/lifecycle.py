@@ -50,7 +50,9 @@ def record_scale(cfg: DictConfig, trainer: L.Trainer, summary: RunSummary, logge
             log.warning(warning)
     summary.note(scale=scale)
     for logger in loggers:
-        logger.log_hyperparams({"scale": scale})  # rank 0 only (Lightning's loggers)
+        # Rank 0 only (Lightning's loggers); the numbers a runs table groups by also at the top level.
+        logger.log_hyperparams({"scale": scale, "global_batch": scale["global_batch"], "lr": scale["lr"],
+                                "world_size": scale["world_size"]})
     return scale
 
 

@@ -6,17 +6,54 @@ uploads them later. Offline mode never asks for a login, so unattended sweeps ne
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from pathlib import Path
 
 from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.utilities import rank_zero_only
 
 log = logging.getLogger(__name__)
 
+# What the runs table sorts by: the best epoch ("min"/"max") and the final one ("last"), as
+# ``<key>.min`` and ``<key>.last`` in the run's summary. Every curve's x axis is Lightning's own
+# step metric, trainer/global_step (WandbLogger defines it when it opens the run).
+SUMMARIES = {"val/err": "min,last", "val/loss": "min,last", "val/bpc": "min,last", "val/style_drop": "max,last"}
+# Keys of the config that do not change what a run computes: left out of the name's hash.
+NOT_THE_RUN = ("paths", "logger", "resume", "ckpt_path", "threads", "hydra")
+
+
+def config_hash(config: dict) -> str:
+    """Six hex digits of everything a run computes from: two runs differ in it if their configs do."""
+    kept = {k: v for k, v in config.items() if k not in NOT_THE_RUN}
+    return hashlib.sha1(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:6]
+
 
 def run_name(config: dict) -> str:
-    return f"{config['norm']['name']}-b{config['data']['batch']}-{config['model']['name']}-s{config['seed']}"
+    """``<experiment>/<norm>-b<batch>-<model>-s<seed>-<hash>``: readable, and unique across the arms of
+    a sweep that share norm, batch, model and seed (norm.num_groups, model.ws, lr, ...) by the hash."""
+    norm = config["norm"]
+    label = norm["name"] + (f"-g{norm['num_groups']}" if norm.get("num_groups") and not norm.get("group_size") else "")
+    label += "-ws" if config["model"].get("ws") else ""
+    return (f"{config.get('name') or 'default'}/{label}-b{config['data']['batch']}-{config['model']['name']}"
+            f"-s{config['seed']}-{config_hash(config)}")
+
+
+def flat_config(config: dict) -> dict:
+    """The keys a runs table is grouped and filtered by, at the top level beside the nested config."""
+    optim = (config.get("task") or {}).get("optim") or {}
+    return {"experiment": config.get("name") or "default", "task_name": config["task"]["name"],
+            "norm_name": config["norm"]["name"], "model_name": config["model"]["name"],
+            "batch_per_device": config["data"]["batch"], "seed": config["seed"], "base_lr": optim.get("lr")}
+
+
+@rank_zero_only
+def define_metrics(logger) -> None:
+    """Summaries of the validation curves: the best and the final value of each (see SUMMARIES)."""
+    for key, summary in SUMMARIES.items():
+        logger.experiment.define_metric(key, summary=summary)
 
 
 def build_loggers(config: dict, run_dir: Path) -> list[Logger]:
@@ -36,7 +73,8 @@ def build_loggers(config: dict, run_dir: Path) -> list[Logger]:
             tags=tags + list(wb.get("tags") or []), save_dir=str(run_dir), mode=wb.get("mode", "offline"),
             id=wb.get("id"), resume="allow" if wb.get("id") else None,
         )
-        logger.log_hyperparams(config)
+        logger.log_hyperparams({**config, **flat_config(config)})
+        define_metrics(logger)
         loggers.append(logger)
     return loggers
 

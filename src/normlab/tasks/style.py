@@ -6,8 +6,8 @@ Trains the network on random crops of content images against a perceptual loss w
 image. Held-out images are scored in eval mode (BatchNorm with running statistics,
 InstanceNorm per image), so every norm is measured the way it would be used. The untrained
 network is scored the same way before the first step (``init/*``), which gives the style-loss
-drop ``1 - style / init_style``. When training ends, a grid of the held-out images (content |
-stylized) goes to ``style_grid.png`` in the run directory and to W&B.
+drop ``1 - style / init_style``. A grid of the held-out images (content | stylized) goes to W&B
+at the end of every epoch, and to ``style_grid.png`` in the run directory when training ends.
 """
 
 from __future__ import annotations
@@ -110,20 +110,31 @@ class StyleTransfer(L.LightningModule):
         self.model.train(was_training)
         return content.cpu(), stylized.cpu()
 
-    def on_train_end(self):
-        if not self.trainer.is_global_zero:
-            return
+    def held_out_grid(self) -> tuple[torch.Tensor, str]:
         content, stylized = self.stylize_held_out()
         rows = [[c, s] for c, s in zip(content, stylized)]
         rows[0].append(self.style[0].cpu())
         norm = self.net_cfg["norm"]["name"]
         img = grid(rows, header=["content", f"stylized (norm={norm}, step {self.global_step})", "style"])
+        return img, norm
+
+    def on_train_epoch_end(self):
+        # Every epoch, so W&B's image slider shows the stylization as it develops.
+        wandb = [lg for lg in self.loggers if type(lg).__name__ == "WandbLogger"]
+        if not wandb or not self.trainer.is_global_zero:
+            return
+        img, norm = self.held_out_grid()
+        for logger in wandb:
+            logger.log_image(key="held_out/stylized", images=[to_uint8(img).permute(1, 2, 0).numpy()],
+                             caption=[f"content | stylized, norm={norm}, epoch {self.current_epoch}"],
+                             step=self.global_step)
+
+    def on_train_end(self):
+        if not self.trainer.is_global_zero:
+            return
+        img, _ = self.held_out_grid()
         path = save_png(img, Path(self.trainer.default_root_dir) / GRID_FILE)
         log.info("held-out images, content | stylized: %s", path)
-        for logger in self.loggers:
-            if type(logger).__name__ == "WandbLogger":
-                logger.log_image(key="held_out/stylized", images=[to_uint8(img).permute(1, 2, 0).numpy()],
-                                 caption=[f"content | stylized, norm={norm}"], step=self.global_step)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The loss network is fixed (ImageNet or seeded weights) and rebuilt by every run; saving it
