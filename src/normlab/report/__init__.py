@@ -14,7 +14,7 @@ import pandas as pd
 
 from normlab.report import plots
 from normlab.report.collect import Runs, collect_runs, collect_wandb
-from normlab.report.table import markdown, runs_frame, summarize
+from normlab.report.table import differences, differences_markdown, markdown, runs_frame, summarize
 
 # The metric each task is judged by, and the per-epoch metric its curves show.
 HEADLINE = {"classify": ("test/err", "val/err"), "lm": ("val/loss", "val/loss"), "style": ("val/loss", "val/loss")}
@@ -62,8 +62,12 @@ def report(source: str | Path, out_dir: str | Path | None = None, runs: Runs | N
     metrics = [c[: -len(" mean")] for c in table.columns if c.endswith(" mean") and c.startswith(headline)]
     metrics = sorted(metrics, key=lambda m: m != headline) or [headline]
     failed = len(runs.not_completed) + len(runs.unreadable)
-    text = [f"# {title}\n", f"{len(done)} completed runs, {failed} not completed{_by_status(runs)}.\n",
-            markdown(table, metrics)]
+    text = [f"# {title}\n", f"{len(done)} completed runs, {failed} not completed{_by_status(runs)}. "
+            "Cells: mean ± the half-width of its 95% t-interval over seeds.\n", markdown(table, metrics)]
+    diffs = differences(done, headline)
+    if not diffs.empty:
+        diffs.to_csv(out / "differences.csv", index=False)
+        text += ["\n" + differences_markdown(diffs, headline)]
     if failed:
         text += ["\n## Runs that did not complete\n", _failures(runs) + "\n"]
 

@@ -1,10 +1,13 @@
-"""Runs -> one table row per configuration, metrics as mean and std over seeds."""
+"""Runs -> one table row per configuration, metrics as mean, std and 95% interval over seeds;
+differences between arms and between batch sizes with their intervals."""
 
 from __future__ import annotations
 
 import math
 
 import pandas as pd
+
+from normlab.report.stats import t_halfwidth, welch
 
 # Config keys that name a configuration when a sweep varies them (the seed never does).
 AXES = ["task.name", "model.name", "data.name", "norm.num_groups", "norm.group_size", "model.norm_position"]
@@ -51,7 +54,8 @@ def runs_frame(runs: list[dict]) -> pd.DataFrame:
 
 
 def summarize(runs: list[dict], metrics: list[str] | None = None) -> pd.DataFrame:
-    """Mean, std and count over seeds for each (axes, arm, batch); a missing metric is NaN, not 0."""
+    """Mean, std, 95% t-interval half-width (``ci95``) and count over seeds for each (axes, arm, batch);
+    a missing metric is NaN, not 0."""
     df = runs_frame(runs)
     if df.empty:
         return df
@@ -59,14 +63,14 @@ def summarize(runs: list[dict], metrics: list[str] | None = None) -> pd.DataFram
     metrics = metrics or sorted(c for c in df.columns if c.startswith(("test/", "val/")))
     metrics = [m for m in metrics if m in df.columns] + ["wall_time_s"]
     grouped = df.groupby(keys, dropna=False)
-    out = grouped[metrics].agg(["mean", "std", "count"])
+    out = grouped[metrics].agg(["mean", "std", ("ci95", t_halfwidth), "count"])
     out.columns = [f"{m} {stat}" for m, stat in out.columns]
     out["seeds"] = grouped["seed"].nunique()
     return out.reset_index()
 
 
 def markdown(table: pd.DataFrame, metrics: list[str]) -> str:
-    """``mean +- std (n)`` cells, one column per metric."""
+    """``mean +- ci95 (n)`` cells, one column per metric: the 95% t-interval of the mean over seeds."""
     if table.empty:
         return "_no completed runs_\n"
     keys = [c for c in table.columns if " " not in c and c != "seeds"]
@@ -75,12 +79,61 @@ def markdown(table: pd.DataFrame, metrics: list[str]) -> str:
     for _, row in table.iterrows():
         cells = [str(row[k]) for k in keys]
         for m in metrics:
-            mean, std = row.get(f"{m} mean"), row.get(f"{m} std")
+            mean, half = row.get(f"{m} mean"), row.get(f"{m} ci95")
             if mean is None or pd.isna(mean):
                 cells.append("n/a")
             else:
                 n = row.get(f"{m} count", row["seeds"])
-                cells.append(f"{mean:.2f}" + ("" if pd.isna(std) else f" ± {std:.2f}") + ("" if n == row["seeds"] else f" (n={n})"))
+                spread = "" if half is None or pd.isna(half) else f" ± {half:.2f}"
+                cells.append(f"{mean:.2f}{spread}" + ("" if n == row["seeds"] else f" (n={n})"))
         cells.append(str(row["seeds"]))
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def baseline_arm(arms: list[str]) -> str:
+    """The arm the others are compared with: BatchNorm where it is in the sweep, else the first."""
+    return "batch" if "batch" in arms else sorted(arms)[0]
+
+
+def differences(runs: list[dict], metric: str) -> pd.DataFrame:
+    """Each arm minus the baseline arm at every batch size, and each arm's smallest batch minus its
+    largest, as Welch intervals over seeds. Rows: what is compared, the difference, its half-width,
+    the seeds on each side, and whether the interval excludes 0."""
+    df = runs_frame(runs)
+    if df.empty or metric not in df.columns:
+        return pd.DataFrame()
+    axes = varied_axes(runs)
+    rows = []
+    for key, part in (df.groupby(axes, dropna=False) if axes else [((), df)]):
+        where = " ".join(f"{a.split('.')[-1]}={v}" for a, v in zip(axes, key if isinstance(key, tuple) else (key,)))
+        arms = sorted(part["arm"].unique())
+        base = baseline_arm(arms)
+        values = {(a, b): g[metric].tolist() for (a, b), g in part.groupby(["arm", "batch"])}
+        for (a, b), xs in sorted(values.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            if a != base and (base, b) in values:
+                rows.append(_row(where, f"{a} - {base}", b, welch(xs, values[(base, b)])))
+        for a in arms:
+            batches = sorted(b for arm_, b in values if arm_ == a)
+            if len(batches) > 1:
+                lo, hi = batches[0], batches[-1]
+                rows.append(_row(where, f"{a} batch {lo} - batch {hi}", None, welch(values[(a, lo)], values[(a, hi)])))
+    return pd.DataFrame(rows)
+
+
+def _row(where: str, compared: str, batch, d) -> dict:
+    return {"where": where, "compared": compared, "batch": batch, "diff": d.diff, "ci95": d.half,
+            "seeds": f"{d.n_a}/{d.n_b}", "significant": d.significant}
+
+
+def differences_markdown(table: pd.DataFrame, metric: str) -> str:
+    if table.empty:
+        return ""
+    lines = [f"Differences in {metric} (95% Welch interval over seeds; significant: the interval excludes 0):\n",
+             "| compared | batch | difference | seeds | significant |", "|---|---|---|---|---|"]
+    for _, r in table.iterrows():
+        ci = "" if pd.isna(r["ci95"]) else f" ± {r['ci95']:.2f}"
+        what = f"{r['where']} {r['compared']}".strip()
+        batch = "" if r["batch"] is None or pd.isna(r["batch"]) else str(int(r["batch"]))
+        lines.append(f"| {what} | {batch} | {r['diff']:+.2f}{ci} | {r['seeds']} | {'yes' if r['significant'] else 'no'} |")
     return "\n".join(lines) + "\n"
