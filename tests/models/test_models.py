@@ -70,3 +70,29 @@ def test_unknown_model_suggests_the_closest():
 
     with pytest.raises(ConfigError, match="unknown model 'resnet21'.*Did you mean"):
         build_model({"name": "resnet21"}, {"name": "batch"}, num_classes=10, in_channels=3)
+
+
+def test_resnet10_has_four_stages_of_one_block_with_projection_shortcuts_where_the_shape_changes():
+    net = build_model({"name": "resnet10"}, {"name": "batch"}, num_classes=10, in_channels=3)
+    widths = [b.conv2.out_channels for b in net.blocks]
+    projected = [b.projection is not None for b in net.blocks]
+    assert widths == [16, 32, 64, 128] and projected == [False, True, True, True]
+    # depth counts the main path (stem, 2 convs per block, classifier), not the 1x1 shortcuts
+    main = [m for b in net.blocks for m in (b.conv1, b.conv2)]
+    assert len(main) + 2 == 10
+    x = torch.randn(2, 3, 32, 32)
+    b = net.blocks[1].eval()
+    with torch.no_grad():  # the shortcut is conv then norm, on the block's input
+        torch.testing.assert_close(b.shortcut(x := torch.randn(2, 16, 8, 8)), b.projection[1](b.projection[0](x)))
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_a_depth_that_does_not_fit_the_stages_is_a_config_error():
+    from normlab.errors import ConfigError
+    from normlab.models.resnet_cifar import resnet_cifar
+    from normlab.norms import norm_layer
+
+    with pytest.raises(ConfigError, match="4 stages has depth 8n\\+2, got 12"):
+        resnet_cifar(12, norm_layer=norm_layer("batch"), widths=(16, 32, 64, 128))
+    with pytest.raises(ConfigError, match="shortcut 'B'"):
+        resnet_cifar(10, norm_layer=norm_layer("batch"), widths=(16, 32, 64, 128), shortcut="B")

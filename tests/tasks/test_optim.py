@@ -3,6 +3,7 @@ authors' main.py trains it with --bin-lr 10) hold through the schedule."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -36,3 +37,34 @@ def test_rho_lr_one_puts_the_gate_back_with_the_other_mixing_weights():
     opt = build_optimizer(groups, {"name": "sgd"}, 0.1)
     assert {g["lr"] for g in opt.param_groups} == {0.1}
     assert torch.is_tensor(next(iter(opt.param_groups[0]["params"])))
+
+
+def test_one_cycle_peaks_every_group_at_its_own_rate_then_falls():
+    from normlab.tasks.optim import one_cycle
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), build_norm("batch_instance", 8))
+    opt = build_optimizer(param_groups(model), {"name": "sgd", "momentum": 0.9, "weight_decay": 5e-4}, 0.1)
+    peaks = [g["lr"] for g in opt.param_groups]
+    sched = one_cycle(opt, total_steps=20, warmup=0.25)
+    seen = []
+    for _ in range(20):
+        seen.append([g["lr"] for g in opt.param_groups])
+        opt.step(), sched.step()
+    top = [max(s[i] for s in seen) for i in range(len(peaks))]
+    assert top == pytest.approx(peaks) and len(set(peaks)) == 2  # the gate's 10x group keeps its factor
+    assert all(s[0] == pytest.approx(p / 25) for s, p in [(seen[0], peaks[0])])
+    # the rise ends at step warmup x steps - 1 (torch counts from 0), then the fall nears zero
+    assert seen.index(max(seen)) == 0.25 * 20 - 1 and seen[-1][0] < peaks[0] / 100
+
+
+def test_an_unknown_schedule_is_one_config_error():
+    from types import SimpleNamespace
+
+    from normlab.errors import ConfigError
+    from normlab.tasks.optim import configure
+
+    trainer = SimpleNamespace(estimated_stepping_batches=10, gradient_clip_val=None, precision="32-true")
+    with pytest.raises(ConfigError, match="unknown schedule 'step'.*cosine, one_cycle"):
+        configure(nn.Linear(2, 2), trainer, {"name": "sgd", "lr": 0.1, "schedule": "step"}, 32)
+    out = configure(nn.Linear(2, 2), trainer, {"name": "sgd", "lr": 0.1, "schedule": "one_cycle"}, 32)
+    assert isinstance(out["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.OneCycleLR)

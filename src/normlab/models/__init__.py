@@ -26,6 +26,7 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     "resnet8": ModelSpec(functools.partial(resnet_cifar, 8), "nchw"),
+    "resnet10": ModelSpec(functools.partial(resnet_cifar, 10, widths=(16, 32, 64, 128), shortcut="projection"), "nchw"),
     "resnet20": ModelSpec(functools.partial(resnet_cifar, 20), "nchw"),
     "resnet32": ModelSpec(functools.partial(resnet_cifar, 32), "nchw"),
     "resnet56": ModelSpec(functools.partial(resnet_cifar, 56), "nchw"),

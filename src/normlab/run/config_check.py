@@ -23,7 +23,7 @@ from normlab.norms.registry import canonical, check_knobs, check_supports, norm_
 from normlab.run.resume import checkpoint_damage
 from normlab.run.trainer import NORMLAB_TRAINER_KEYS
 from normlab.tasks import task_of
-from normlab.tasks.optim import build_optimizer, scaled_lr
+from normlab.tasks.optim import SCHEDULES, build_optimizer, scaled_lr
 
 # Tasks where one image per batch with a batch norm is the published setting, not worth a warning:
 # in training it normalizes each image over its pixels, i.e. instance norm (Ulyanov et al. 2016 on
@@ -117,6 +117,13 @@ def check_optim(cfg: DictConfig) -> None:
     if not isinstance(warmup, (int, float)) or not 0 <= warmup < 1:
         raise ConfigError(f"task.optim.warmup={warmup} is not a fraction of the training steps. "
                           f"Fix: set task.optim.warmup between 0 and 1 (e.g. 0.05).")
+    schedule = optim.get("schedule", "cosine")
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"task.optim.schedule={schedule} is not a schedule normlab knows. "
+                          f"Fix: set task.optim.schedule to one of {', '.join(SCHEDULES)}.")
+    if schedule == "one_cycle" and not warmup > 0:
+        raise ConfigError("task.optim.schedule=one_cycle needs a rise: task.optim.warmup=0. "
+                          "Fix: set task.optim.warmup=0.3 (Smith & Topin's default), or use schedule=cosine.")
     try:
         build_optimizer([torch.zeros(1, requires_grad=True)], optim, lr)
     except ValueError as err:  # torch's own range checks: momentum, betas, weight decay

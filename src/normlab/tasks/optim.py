@@ -77,6 +77,18 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup: fl
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def one_cycle(optimizer: torch.optim.Optimizer, total_steps: int, warmup: float):
+    """Smith & Topin's (2019) one-cycle policy as torch implements it: a cosine rise from lr / 25
+    over ``warmup`` of the steps, then a cosine fall to lr / 1e5, momentum moving the other way
+    (0.95 -> 0.85 -> 0.95). Every group peaks at its own lr, so a layer's ``lr_scale`` holds."""
+    peaks = [g["lr"] for g in optimizer.param_groups]
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, peaks, total_steps=max(total_steps, 2),
+                                               pct_start=warmup, anneal_strategy="cos")
+
+
+SCHEDULES = ("cosine", "one_cycle")
+
+
 def param_groups(module: torch.nn.Module, decay_vectors: bool = True) -> list[dict]:
     """Every trainable parameter, in one group with the configured weight decay and one without,
     and apart again where a layer asks for another learning rate.
@@ -107,6 +119,11 @@ def configure(
 ) -> dict:
     """What a LightningModule's ``configure_optimizers`` returns: optimizer plus per-step schedule."""
     opt = build_optimizer(param_groups(model, decay_vectors), optim_cfg, scaled_lr(optim_cfg, global_batch), fused=can_fuse(trainer))
-    sched = warmup_cosine(opt, trainer.estimated_stepping_batches, optim_cfg.get("warmup", 0.0),
-                          optim_cfg.get("min_lr_ratio", 0.0))
+    steps, kind = trainer.estimated_stepping_batches, optim_cfg.get("schedule", "cosine")
+    if kind == "one_cycle":
+        sched = one_cycle(opt, steps, optim_cfg.get("warmup", 0.3))
+    elif kind == "cosine":
+        sched = warmup_cosine(opt, steps, optim_cfg.get("warmup", 0.0), optim_cfg.get("min_lr_ratio", 0.0))
+    else:
+        raise ConfigError(f"unknown schedule '{kind}'. Fix: set task.optim.schedule to one of {', '.join(SCHEDULES)}.")
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
