@@ -14,7 +14,8 @@ import pandas as pd
 
 from normlab.report import plots
 from normlab.report.collect import Runs, collect_runs, collect_wandb
-from normlab.report.table import differences, differences_markdown, markdown, runs_frame, summarize
+from normlab.report.table import differences, differences_markdown, markdown, runs_frame, searched_lr, summarize
+from normlab.tasks import lr_choice
 
 # The metric each task is judged by, and the per-epoch metric its curves show.
 HEADLINE = {"classify": ("test/err", "val/err"), "lm": ("val/loss", "val/loss"), "style": ("val/loss", "val/loss")}
@@ -68,6 +69,12 @@ def report(source: str | Path, out_dir: str | Path | None = None, runs: Runs | N
     if not diffs.empty:
         diffs.to_csv(out / "differences.csv", index=False)
         text += ["\n" + differences_markdown(diffs, headline)]
+    if searched_lr(done):  # an lr sweep: each arm's winner on val, for the final sweep to read
+        choice = lr_choice.choose(runs_frame(done).rename(columns={"task.optim.lr": "lr"}), curve_metric)
+        choice.to_csv(out / "lr_choice.csv", index=False)
+        lr_choice.write(choice, out / "lr_choice.yaml")
+        text += ["\n" + lr_choice.markdown(choice, curve_metric),
+                 f"The final sweep: `task.optim.lr_choice={out / 'lr_choice.yaml'}`.\n"]
     if failed:
         text += ["\n## Runs that did not complete\n", _failures(runs) + "\n"]
 

@@ -8,6 +8,7 @@ import math
 import pandas as pd
 
 from normlab.report.stats import t_halfwidth, welch
+from normlab.tasks.lr_choice import arm_name
 
 # Config keys that name a configuration when a sweep varies them (the seed never does).
 AXES = ["task.name", "model.name", "data.name", "norm.num_groups", "norm.group_size", "model.norm_position"]
@@ -24,8 +25,7 @@ def lookup(config: dict, dotted: str):
 
 def arm(run: dict) -> str:
     """The compared thing: the norm, marked ``+ws`` when convolutions are weight-standardized."""
-    config = run.get("config", {})
-    return f"{run.get('norm')}{'+ws' if lookup(config, 'model.ws') else ''}"
+    return arm_name(run.get("norm"), bool(lookup(run.get("config", {}), "model.ws")))
 
 
 def line_name(arm_name: str, values: dict) -> str:
@@ -36,7 +36,16 @@ def line_name(arm_name: str, values: dict) -> str:
 def varied_axes(runs: list[dict]) -> list[str]:
     # A key only some runs have (num_groups of GroupNorm runs beside BatchNorm ones) is not an axis.
     values = {k: {str(lookup(r.get("config", {}), k)) for r in runs} - {"None"} for k in AXES}
-    return [k for k in AXES if len(values[k]) > 1]
+    return [k for k in AXES if len(values[k]) > 1] + (["task.optim.lr"] if searched_lr(runs) else [])
+
+
+def searched_lr(runs: list[dict]) -> bool:
+    """Whether the sweep searched the base lr: several rates for one arm and batch. A rate chosen per
+    arm (``lr_choice``) is a property of that arm's row, not an axis of its own."""
+    rates: dict[tuple, set] = {}
+    for r in runs:
+        rates.setdefault((arm(r), r.get("batch")), set()).add(lookup(r.get("config", {}), "task.optim.lr"))
+    return any(len(v) > 1 for v in rates.values())
 
 
 def runs_frame(runs: list[dict]) -> pd.DataFrame:
@@ -135,5 +144,6 @@ def differences_markdown(table: pd.DataFrame, metric: str) -> str:
         ci = "" if pd.isna(r["ci95"]) else f" ± {r['ci95']:.2f}"
         what = f"{r['where']} {r['compared']}".strip()
         batch = "" if r["batch"] is None or pd.isna(r["batch"]) else str(int(r["batch"]))
-        lines.append(f"| {what} | {batch} | {r['diff']:+.2f}{ci} | {r['seeds']} | {'yes' if r['significant'] else 'no'} |")
+        yes = "yes" if r["significant"] else "no"
+        lines.append(f"| {what} | {batch} | {r['diff']:+.2f}{ci} | {r['seeds']} | {yes} |")
     return "\n".join(lines) + "\n"

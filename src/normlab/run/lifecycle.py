@@ -26,7 +26,7 @@ from normlab.run.loggers import build_loggers, finish_wandb, wandb_run_id
 from normlab.run.resume import merge_csv, resume_point, set_aside_csv
 from normlab.run.summary import RunSummary
 from normlab.run.trainer import build_trainer
-from normlab.tasks import build_task
+from normlab.tasks import build_task, lr_choice
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,9 @@ def train(cfg: DictConfig) -> dict:
     summary = RunSummary(run_dir, config, resume.previous if resume else None, write=rank_zero)
     status, error, metrics, extra, trainer, csv_aside = "failed", None, {}, {}, None, None
     try:
+        if lr_choice.apply(cfg):  # this arm's own rate: the config the run records is the one it trains with
+            config = OmegaConf.to_container(cfg, resolve=True)
+            summary.note(config=config)
         check_config(cfg)
         if cfg.get("threads"):
             torch.set_num_threads(cfg.threads)  # parallel jobs on one machine: one or two threads each
