@@ -34,7 +34,7 @@ CONFIG_CASES = {
     "unknown lr scaling": (["task.optim.lr_scaling=sqrt"], ["unknown lr_scaling 'sqrt'"]),
     "negative momentum": (["task.optim.momentum=-1"], ["task.optim is not valid", "momentum"]),
     "warmup over 1": (["task.optim.warmup=2"], ["task.optim.warmup=2 is not a fraction"]),
-    "unknown schedule": (["task.optim.schedule=step"], ["task.optim.schedule=step is not a schedule", "one_cycle"]),
+    "unknown schedule": (["task.optim.schedule=linear"], ["task.optim.schedule=linear is not a schedule", "one_cycle"]),
     "one-cycle without a rise": (["task.optim.schedule=one_cycle", "task.optim.warmup=0"], ["needs a rise"]),
     "max_epochs 0": (["trainer.max_epochs=0"], ["trainer.max_epochs=0 is not a number of epochs"]),
     "max_steps 0": (["trainer.max_steps=0"], ["trainer.max_steps=0 is not a number of steps"]),

@@ -64,7 +64,21 @@ def test_an_unknown_schedule_is_one_config_error():
     from normlab.tasks.optim import configure
 
     trainer = SimpleNamespace(estimated_stepping_batches=10, gradient_clip_val=None, precision="32-true")
-    with pytest.raises(ConfigError, match="unknown schedule 'step'.*cosine, one_cycle"):
-        configure(nn.Linear(2, 2), trainer, {"name": "sgd", "lr": 0.1, "schedule": "step"}, 32)
+    with pytest.raises(ConfigError, match="unknown schedule 'linear'.*cosine, one_cycle, step"):
+        configure(nn.Linear(2, 2), trainer, {"name": "sgd", "lr": 0.1, "schedule": "linear"}, 32)
     out = configure(nn.Linear(2, 2), trainer, {"name": "sgd", "lr": 0.1, "schedule": "one_cycle"}, 32)
     assert isinstance(out["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.OneCycleLR)
+
+
+def test_the_step_schedule_divides_by_ten_at_each_milestone_after_the_warm_up():
+    from normlab.tasks.optim import warmup_step
+
+    opt = build_optimizer([torch.zeros(1, requires_grad=True)], {"name": "sgd"}, 0.1)
+    sched = warmup_step(opt, total_steps=100, warmup=0.05, milestones=(0.3, 0.6, 0.9))
+    seen = []
+    for _ in range(100):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step(), sched.step()
+    assert seen[0] == pytest.approx(0.1 / 5) and seen[4] == pytest.approx(0.1)  # 5 warm-up steps
+    assert seen[29] == pytest.approx(0.1) and seen[30] == pytest.approx(0.01)
+    assert seen[60] == pytest.approx(1e-3) and seen[99] == pytest.approx(1e-4)
