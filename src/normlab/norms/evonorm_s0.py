@@ -30,6 +30,9 @@ at every size: one read of x for the statistics and one more for y and the sigmo
 one of x, dy and the sigmoid for the sums and one for dx backward. The sigmoid is stored, as
 on the PyTorch path: its exp per element cost more than the activation-sized write and read.
 
+Channels-last images take the PyTorch path (the kernels read each group as one contiguous block);
+the groups' statistics then read a contiguous copy of x.
+
 Deviation: The paper defines EvoNorm for images; the token axes (``nlc``) are normlab's reading of it.
 """
 
@@ -113,7 +116,8 @@ class _EvoNormS0(Function):
             ctx.sig_spent = False  # the first backward writes dx over it
             return y
         xs = upcast(x)
-        mean, var = raw_moments(xs.view(x.shape[0], groups, -1), (2,))  # (N, G, 1)
+        # (N, G, 1). A view of contiguous x; a copy of channels-last x, whose groups are not rows.
+        mean, var = raw_moments(xs.reshape(x.shape[0], groups, -1), (2,))
         rstd = torch.rsqrt(var + eps)
         sig = _sigmoid(xs, v1)
         k = _per_channel(rstd, x)  # (N, C, 1, ...): 1/std, times gamma
