@@ -15,7 +15,7 @@ import copy
 import pytest
 import torch
 
-from normlab.norms import build_norm
+from normlab.norms import build_norm, composite_only, fused
 from normlab.norms.reference import REFERENCE
 
 BF16_NATIVE_ATOL = 2**-6  # the documented tolerance for native bf16 norms
@@ -59,3 +59,83 @@ def test_fp32_accumulation_is_what_makes_the_difference():
     exact = REFERENCE["layer"](copy.deepcopy(m).double(), x.double())
     fp32_then_round = REFERENCE["layer"](copy.deepcopy(m), x.float()).to(torch.bfloat16).double()
     assert (fp32_then_round - exact).abs().max() <= BF16_NATIVE_ATOL
+
+
+# bf16 activations reach a norm three ways: a bf16 input and fp32 parameters (what a convolution
+# under autocast hands on), the same inside autocast, and a layer cast to bf16 (bf16-true).
+BF16_MODES = ["bf16 input", "autocast", "bf16 layer"]
+BF16_PATHS = {"composite": 1 << 60, "fused": 0}  # FUSED_MIN_ELEMENTS; the C kernels take fp32 only
+BF16_ROUNDING = 2**-8  # one rounding to bf16 moves a value by at most this fraction of it
+FP32_NOISE = 1e-4  # of the largest value: two fp32 computations of one formula, with margin
+
+
+def bf16_layer(name, layout, mode):
+    m = build_norm(name, 32, layout)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.uniform_(0.5, 1.5)
+        if getattr(m, "tau", None) is not None:
+            m.tau.uniform_(-0.5, 0.5)  # a TLU that clips some outputs and passes others
+    return m.bfloat16() if mode == "bf16 layer" else m
+
+
+def outputs_and_grads(layer, x, g, autocast=False):
+    x = x.detach().clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        y = layer(x)
+    y.backward(g)
+    named = [("output", y.detach()), ("grad of x", x.grad)]
+    return named + [(f"grad of {n}", p.grad) for n, p in layer.named_parameters()] + list(layer.named_buffers())
+
+
+def assert_rounded_once(found, expected, what):
+    err, bound = (found.double() - expected).abs(), BF16_ROUNDING * expected.abs() + FP32_NOISE * expected.abs().max()
+    assert (err <= bound).all(), (
+        f"{what}: {int((err > bound).sum())} of {err.numel()} values off by more than one bf16 rounding "
+        f"(worst by {(err - bound).max().item():.2e})"
+    )
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("path", list(BF16_PATHS))
+@pytest.mark.parametrize("mode", BF16_MODES)
+@pytest.mark.parametrize("offset", [0.5, 20.0])
+@pytest.mark.parametrize("layout", ["nchw", "nlc"])
+@pytest.mark.parametrize("name", ["evonorm_b0", "evonorm_s0", "frn"])
+def test_bf16_outputs_and_gradients_are_the_fp32_ones_rounded_once(
+    name, layout, offset, mode, path, train, monkeypatch
+):
+    """Against the fp32 composite path on the same bf16 values: statistics, the TLU's mask and
+    EvoNorm's max in fp32, gradients summed in fp32, each result rounded to bf16 once."""
+    layer = bf16_layer(name, layout, mode).train(train)
+    reference = copy.deepcopy(layer).float()  # bf16 parameters are exact in fp32
+    x, g = inputs(layout, offset), inputs(layout, 0.0).roll(1, 0)  # bf16 values, exactly
+    with composite_only():
+        expected = outputs_and_grads(reference, x.float(), g.float())
+    monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", BF16_PATHS[path])
+    found = outputs_and_grads(layer, x, g, autocast=mode == "autocast")
+    for (what, a), (_, b) in zip(found, expected):
+        if what.startswith("running") and mode == "bf16 layer":
+            continue  # bf16 running averages: rounded at every update, by design of a bf16 layer
+        assert a.dtype == (torch.bfloat16 if what in ("output", "grad of x") or mode == "bf16 layer" else b.dtype)
+        assert_rounded_once(a, b.double(), what)
+
+
+@pytest.mark.parametrize("path", list(BF16_PATHS))
+@pytest.mark.parametrize("layout", ["nchw", "nlc"])
+def test_frn_passes_gradient_where_the_tlu_passes_values_that_round_to_tau(layout, path, monkeypatch):
+    """x_hat gamma + beta just above tau rounds to tau's own bf16 value: the TLU's mask must be
+    taken before the output is rounded, or those values lose their gradient to tau."""
+    layer = build_norm("frn", 32, layout)
+    with torch.no_grad():
+        layer.tau.fill_(0.3)  # gamma 1, beta 0: y = max(x_hat, 0.3); 0.3 is no bf16 value
+    shape = (8, 32, 12, 12) if layout == "nchw" else (8, 144, 32)
+    x, g = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    with composite_only():
+        expected = outputs_and_grads(copy.deepcopy(layer), x.float(), g.float())
+    y = expected[0][1]
+    assert int(((y > 0.3) & (y.bfloat16() == layer.tau.bfloat16()[0])).sum()) > 0  # such values occur
+    monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", BF16_PATHS[path])
+    for (what, a), (_, b) in zip(outputs_and_grads(layer, x, g), expected):
+        assert_rounded_once(a, b.double(), what)

@@ -33,6 +33,9 @@ where M marks where the instance branch is the larger: 7 passes over the activat
 C loops over each sample's channel (``kernels/rows.c`` for the moments, ``kernels/evonorm.c``):
 two forward, two back, the max and its mask recomputed rather than stored.
 
+Precision: bf16 and fp16 inputs are normalized as an fp32 copy on every path: the statistics,
+the max and its mask in fp32, x's gradients summed in fp32 and rounded to x's dtype once.
+
 Deviation: The paper defines EvoNorm for images; the token axes (``nlc``) are normlab's reading of it.
 """
 
@@ -93,7 +96,10 @@ class EvoNormB0(AffineNorm):
             count = x.shape[0] * math.prod(x.shape[d] for d in dims)  # values per channel
             deviations = functools.partial(self._deviations, count)
             return _EvoNormB0.apply(x, dims, self.layout, deviations, self.v1, self.weight, self.bias)
-        mu_i, var_i = moments(x, dims)  # (N, C, 1, 1) or (N, 1, C); fp32, one pass each way (fused.py)
+        # bf16/fp16 x as one fp32 copy: x's three uses give three gradients, which autograd would round
+        # to x's dtype one by one and add in it; from the copy their fp32 sum is rounded once. fp32 x: x.
+        xs = upcast(x)
+        mu_i, var_i = moments(xs, dims)  # (N, C, 1, 1) or (N, 1, C); fp32, one pass each way (fused.py)
         if self.training:
             between, mu_b = torch.var_mean(mu_i, 0, correction=0, keepdim=True)  # over the samples
             var_b = var_i.mean(0, keepdim=True) + between  # law of total variance
@@ -104,8 +110,8 @@ class EvoNormB0(AffineNorm):
         # max(s_b, v1 x + s_i) as s_b + relu(v1 x + s_i - s_b): ReLU's backward masks in one pass,
         # torch.maximum's took 5x as long (measured 2026-11-23 on a CPU).
         s_b = torch.sqrt(var_b + self.eps)
-        den = F.relu(torch.addcmul(torch.sqrt(var_i + self.eps) - s_b, x, v1)) + s_b
-        y = x / den
+        den = F.relu(torch.addcmul(torch.sqrt(var_i + self.eps) - s_b, xs, v1)) + s_b
+        y = xs / den
         if self.weight is not None:
             y = torch.addcmul(per_channel(self.bias, x, self.layout), y, per_channel(self.weight, x, self.layout))
         return y.to(x.dtype)

@@ -30,6 +30,12 @@ at every size: one read of x for the statistics and one more for y and the sigmo
 one of x, dy and the sigmoid for the sums and one for dx backward. The sigmoid is stored, as
 on the PyTorch path: its exp per element cost more than the activation-sized write and read.
 
+Channels-last images take the PyTorch path (the kernels read each group as one contiguous block);
+the groups' statistics then read a contiguous copy of x.
+
+Precision: bf16 and fp16 inputs are normalized as an fp32 copy on every path: the statistics and
+the sigmoid in fp32, x's gradients summed in fp32 and rounded to x's dtype once.
+
 Deviation: The paper defines EvoNorm for images; the token axes (``nlc``) are normlab's reading of it.
 """
 
@@ -81,9 +87,12 @@ class EvoNormS0(AffineNorm):
             grouped_shape = (*x.shape[:-1], g, self.num_channels // g)  # (N, L, G, C/G)
         else:
             grouped_shape = (x.shape[0], g, -1)  # (N, G, C/G * H * W)
-        _, var = moments(x.reshape(grouped_shape), (-1,))  # fp32, one pass each way (fused.py)
+        # bf16/fp16 x as one fp32 copy: x's three uses give three gradients, which autograd would round
+        # to x's dtype one by one and add in it; from the copy their fp32 sum is rounded once. fp32 x: x.
+        xs = upcast(x)
+        _, var = moments(xs.reshape(grouped_shape), (-1,))  # fp32, one pass each way (fused.py)
         v1 = per_channel(self.v1, x, self.layout)
-        swish = x * torch.sigmoid(x * v1)
+        swish = xs * torch.sigmoid(xs * v1)
         rstd = torch.rsqrt(var + self.eps)
         if self.layout == "nchw":  # 1/std and gamma as one factor per (sample, channel): one pass, not two
             scale = _per_channel(rstd, x)
@@ -113,7 +122,8 @@ class _EvoNormS0(Function):
             ctx.sig_spent = False  # the first backward writes dx over it
             return y
         xs = upcast(x)
-        mean, var = raw_moments(xs.view(x.shape[0], groups, -1), (2,))  # (N, G, 1)
+        # (N, G, 1). A view of contiguous x; a copy of channels-last x, whose groups are not rows.
+        mean, var = raw_moments(xs.reshape(x.shape[0], groups, -1), (2,))
         rstd = torch.rsqrt(var + eps)
         sig = _sigmoid(xs, v1)
         k = _per_channel(rstd, x)  # (N, C, 1, ...): 1/std, times gamma

@@ -25,6 +25,11 @@ normalization-activation layers do (the TF TPU reference's ``norm_activation(...
 nonlinearity=False)``, timm's ``apply_act=False`` in its residual blocks). A Transformer's norms
 precede no ReLU either, but keep their TLU: there is no reference model to follow there.
 
+Precision: bf16 and fp16 inputs are normalized as an fp32 copy on every path: nu^2, gamma x_hat
++ beta and the TLU's mask (where it exceeds tau) in fp32, before the output is rounded to x's
+dtype; a mask read from the rounded output would drop the gradient of values just above tau,
+which round to tau's own value. x's gradients are summed in fp32 and rounded once.
+
 Deviation: The paper defines FRN for images; the token axes (``nlc``) are normlab's reading of it.
 """
 
@@ -73,10 +78,13 @@ class FilterResponseNorm(AffineNorm):
 
     def _composite(self, x: torch.Tensor) -> torch.Tensor:
         dims = instance_dims(x, self.layout)
+        # bf16/fp16 x as one fp32 copy: y and the TLU's mask in fp32, and x's two gradients (through
+        # nu^2 and through y) added in fp32 and rounded once, not each rounded to x's dtype. fp32 x: x.
+        xs = upcast(x)
         # ||x||^2 / n in one reduction, without materialising x^2; then the same coefficients.
-        nu2 = torch.linalg.vector_norm(upcast(x), dim=dims, keepdim=True).square() / math.prod(x.shape[d] for d in dims)
+        nu2 = torch.linalg.vector_norm(xs, dim=dims, keepdim=True).square() / math.prod(x.shape[d] for d in dims)
         scale, shift = self._factors(nu2, self.weight, self.bias, self.eps_l)
-        y = x * scale if shift is None else torch.addcmul(shift, x, scale)
+        y = xs * scale if shift is None else torch.addcmul(shift, xs, scale)
         if self.tau is None:
             return y.to(x.dtype)
         return torch.maximum(y, per_channel(self.tau, x, self.layout)).to(x.dtype)

@@ -19,7 +19,8 @@ layer makes a pass over the activation per op, forward and backward: BLN, FRN or
 cost 5 to 13 times native GroupNorm on a 32x64x32x32 activation, and ``torch.var_mean`` alone
 took 14-22 ms where a mean and a second pass take 3 (measured 2026-11-23 on a CPU, one
 thread, torch 2.14). Statistics are computed in fp32 at least (``precision.py``); the output
-is rounded once, to x's dtype.
+is rounded once, to x's dtype. A floor's mask (FRN's TLU) is taken before that rounding: from
+the output itself in fp32 and fp64, kept as bools for bf16 and fp16 outputs.
 
 What a pass costs, on a CPU: an op that writes a new activation-sized tensor costs 2-3x the
 same op in place (allocation, and memory touched for the first time), so each layer allocates
@@ -166,6 +167,7 @@ def scale_rows(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor | None) -> torc
     b = b.expand(a.shape) if b is not None and fits(b, a) else b  # beta per channel, a per row
     if b is not None and a.shape == b.shape and reduced and trailing(x, reduced) and x.is_contiguous():
         rows = a.numel()
+        a, b = a.to(x.dtype), b.to(x.dtype)  # fp32 from bf16 parameters (a layer cast to bf16); else no-op
         zero, one = a.new_zeros(rows), a.new_ones(rows)
         y = torch.batch_norm(x.view(1, rows, -1), a.reshape(rows), b.reshape(rows), zero, one, False, 0.0, 0.0, False)
         return y.view_as(x)
@@ -251,28 +253,35 @@ class _Normalize(Function):
             y.mul_(a_ * unit if unit is not None else a_).add_(shift)
         if floor is not None and not ctx.on_rows:
             y.clamp_min_(floor)
-        y = y.to(x.dtype)
-        ctx.save_for_backward(x, y if floor is not None else None, floor_rows if ctx.on_rows else floor)
+        out = y.to(x.dtype)
+        # Backward passes gradient where x a + b > floor. fp32 and fp64: y itself says where. bf16 and
+        # fp16: the mask is kept as bools, from y in fp32; the rounded output equals the rounded floor
+        # for values just above it, and would drop their gradient.
+        above = None if floor is None else out if out is y else y > floor
+        ctx.save_for_backward(x, above, floor_rows if ctx.on_rows else floor)
         ctx.graph = (m, v, leaves, a, b)
         ctx.count, ctx.center = count, center
         ctx.floor_shape = floor.shape if floor is not None else None
-        return y
+        return out
 
     @staticmethod
     @first_order
     def backward(ctx, dy):
-        x, y, floor = ctx.saved_tensors
+        x, above, floor = ctx.saved_tensors  # above: y, or the mask (low precision)
         m, v, leaves, a, b = ctx.graph
         if ctx.on_rows:
-            return _rows_backward(ctx, dy.contiguous(), x, y, floor)
+            return _rows_backward(ctx, dy.contiguous(), x, above, floor)
         xs, dy = upcast(x), upcast(dy)
         masked, g_floor = None, None
         if floor is not None:
             # Below the floor the output is the floor: no gradient to x, a or b, all of it to the
             # floor. ReLU's backward kernel masks in one pass, into the buffer that becomes dx.
             total = sum_to(dy, floor.shape)
-            masked = torch.sub(y, floor.to(y.dtype)).to(xs.dtype)
-            dy = torch.ops.aten.threshold_backward.grad_input(dy, masked, 0, grad_input=masked)
+            if above.dtype == torch.bool:
+                dy = masked = torch.where(above, dy, 0.0)
+            else:
+                masked = torch.sub(above, floor.to(above.dtype)).to(xs.dtype)
+                dy = torch.ops.aten.threshold_backward.grad_input(dy, masked, 0, grad_input=masked)
         if fits(a, m) and (b is None or fits(b, m)):
             g_xy, g_y = block_sums(dy, xs, m.shape)
             grads = [sum_to(g_xy, a.shape)] + ([sum_to(g_y, b.shape)] if b is not None else [])
