@@ -17,6 +17,7 @@ pytest.importorskip("wandb_workspaces")
 
 from normlab import dashboard as dash  # noqa: E402
 from normlab.dashboard import findings as findings_mod  # noqa: E402
+from normlab.dashboard import panels as dash_panels  # noqa: E402
 from normlab.dashboard.panels import KINDS  # noqa: E402
 from normlab.errors import ConfigError  # noqa: E402
 
@@ -87,6 +88,10 @@ def test_gn_vs_bn_workspace_filters_groups_and_plots_against_the_batch_on_a_log_
         {"section": "config", "name": "batch_per_device.value"},
     ]
     assert s["workspace"]["spec"]["section"]["settings"]["maxRuns"] >= 30  # every group of the sweep, not 10
+    sections = s["workspace"]["spec"]["section"]["panelBankConfig"]["sections"]
+    # The panels aggregate the runs table's groups (their own groupby is unset): W&B must be told to use them.
+    assert all(sec["localPanelSettings"]["useRunsTableGroupingInPanels"] is True for sec in sections)
+    assert all("groupBy" not in p["config"] for sec in sections for p in sec["panels"])
     by = panels(s)
     assert list(by) == [
         "Headline",
@@ -283,3 +288,12 @@ def test_without_wandb_workspaces_one_actionable_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb_workspaces", None)  # import fails as if not installed
     with pytest.raises(ConfigError, match=r"Fix: pip install -e '\.\[dashboard\]'"):
         dash.build("gn_vs_bn", "e", "p")
+
+
+def test_docs_table_lists_every_definition_as_it_is():
+    doc = (ROOT / "docs" / "dashboards.md").read_text()
+    assert "## W&B workspace and report" in doc
+    for d in dash.DASHBOARDS.values():
+        keys = ", ".join(f"`{k}`" for k in d.group_by)
+        row = f"| `{d.experiment}` | {d.task} | {keys} | `{dash_panels.headline(d)}` | {', '.join(d.panels)} |"
+        assert row in doc, f"docs/dashboards.md: no row {row}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from normlab.dashboard.definitions import Dashboard
 from normlab.dashboard.lib import workspaces
-from normlab.dashboard.panels import TITLES, kind_panels
+from normlab.dashboard.panels import TITLES, headline, kind_panels
 
 MAX_GROUPS = 100  # W&B shows the first 10 runs or groups by default; a sweep has up to 45 groups
 
@@ -40,6 +40,4 @@ def build_workspace(d: Dashboard, entity: str, project: str):
 
 
 def _summaries(d: Dashboard) -> list[str]:
-    from normlab.dashboard.panels import headline
-
     return list(dict.fromkeys([headline(d), "val/err.min" if d.task == "classify" else "val/loss.min"]))
