@@ -54,7 +54,7 @@ def findings(source: tuple[str, str] | None, root: Path = ROOT) -> list[str]:
     if not path.exists():
         raise ConfigError(
             f"{doc} not found below {root}: the report takes its findings from it. "
-            f"Fix: run from a normlab checkout (or pass docs_root=<checkout>)."
+            f"Fix: use normlab from its source checkout (pip install -e .), where docs/ is, or pass docs_root."
         )
     lines = section(path.read_text(), heading)
     # Where the section says "What it shows" (or "What the numbers say"), the bullets after it are the findings;
