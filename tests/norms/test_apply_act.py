@@ -8,9 +8,10 @@ import torch
 
 from normlab.errors import ConfigError
 from normlab.norms import NORMS, activates, build_norm, fused, knobs_of, linear_norm, norm_layer, supports
+from normlab.norms.contract import declared
 from normlab.norms.reference import REFERENCE
 
-WITH_ACT = ("evonorm_b0", "evonorm_s0", "frn")
+WITH_ACT = [name for name in sorted(NORMS) if declared(NORMS[name], "activates")]  # evonorm_b0, evonorm_s0, frn
 TOL = {torch.float64: dict(rtol=1e-10, atol=1e-10), torch.float32: dict(rtol=1e-4, atol=1e-5)}
 
 

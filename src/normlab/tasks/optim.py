@@ -12,6 +12,7 @@ import math
 import torch
 
 from normlab.errors import ConfigError
+from normlab.norms.contract import declared
 
 
 def scaled_lr(optim_cfg: dict, global_batch: int) -> float:
@@ -103,8 +104,8 @@ def param_groups(module: torch.nn.Module, decay_vectors: bool = True) -> list[di
     its authors train it); the group's ``lr_scale`` multiplies the learning rate in
     ``build_optimizer``, and the schedule keeps the ratio.
     """
-    skip = {id(getattr(m, name)) for m in module.modules() for name in getattr(m, "no_weight_decay", ())}
-    scale = {id(getattr(m, name)): f for m in module.modules() for name, f in (getattr(m, "lr_scale", None) or {}).items()}
+    skip = {id(getattr(m, name)) for m in module.modules() for name in declared(m, "no_weight_decay")}
+    scale = {id(getattr(m, name)): f for m in module.modules() for name, f in (declared(m, "lr_scale") or {}).items()}
     params = [p for p in module.parameters() if p.requires_grad]
     skip |= {id(p) for p in params if not decay_vectors and p.dim() < 2}
     groups: dict[tuple[bool, float], list] = {}
