@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,16 +41,33 @@ def test_a_norm_of_ones_own_passes_every_check():
     assert norm_problems("toy_norms.PixelRMS", {"eps": 1e-3}) == []
 
 
-@pytest.mark.parametrize("cls,fragment", [
-    ("NoAxes", "breaks the norm contract: it declares no class attribute `axes`"),
-    ("RequiredKnob", "its knob `scale` has no default"),
-    ("HidesTheBatch", "train_and_eval (nchw): it declares batch_dependent=False, but in training one sample's "
-                      "output changes with the other samples"),
-    ("HalfPrecision", "shapes_and_dtypes (nchw): in training mode, input (4, 16, 5, 6) torch.float32 gives output "
-                      "(4, 16, 5, 6) torch.bfloat16"),
-    ("CountsInEval", "train_and_eval (nchw): a forward in eval mode changes seen"),
-    ("Absent", "norm.target=toy_norms.Absent does not import (AttributeError"),
-])
+def test_the_example_of_adding_a_norm_in_the_docs_passes_every_check(tmp_path, monkeypatch):
+    doc = (ROOT / "docs" / "norms.md").read_text()
+    (tmp_path / "my_norms.py").write_text(re.search(r"```python\n# my_norms.py\n(.*?)```", doc, re.S).group(1))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert norm_problems("my_norms.PixelRMS") == []
+    assert "python scripts/check_norm.py my_norms.PixelRMS" in doc and "norm.target=my_norms.PixelRMS" in doc
+
+
+@pytest.mark.parametrize(
+    "cls,fragment",
+    [
+        ("NoAxes", "breaks the norm contract: it declares no class attribute `axes`"),
+        ("RequiredKnob", "its knob `scale` has no default"),
+        (
+            "HidesTheBatch",
+            "train_and_eval (nchw): it declares batch_dependent=False, but in training one sample's "
+            "output changes with the other samples",
+        ),
+        (
+            "HalfPrecision",
+            "shapes_and_dtypes (nchw): in training mode, input (4, 16, 5, 6) torch.float32 gives output "
+            "(4, 16, 5, 6) torch.bfloat16",
+        ),
+        ("CountsInEval", "train_and_eval (nchw): a forward in eval mode changes seen"),
+        ("Absent", "norm.target=toy_norms.Absent does not import (AttributeError"),
+    ],
+)
 def test_a_broken_norm_is_refused_in_one_line_that_says_what_breaks(cls, fragment):
     found = norm_problems(f"toy_norms.{cls}")
     assert found and fragment in found[0]
@@ -67,15 +85,19 @@ def test_a_norm_config_holds_only_knobs_at_the_layers_defaults(path):
         assert knob in params, f"{path}: {knob} is no knob of the layer"
         default = params[knob].default
         assert value == default and type(value) is type(default), (
-            f"{path}: {knob}={value!r}, the layer's default is {default!r}: make them one, or drop it from the yaml")
+            f"{path}: {knob}={value!r}, the layer's default is {default!r}: make them one, or drop it from the yaml"
+        )
 
 
 def test_train_takes_a_norm_of_ones_own_by_dotted_path_with_its_knobs(compose):
     cfg = compose(["task=lm", "norm=custom", "norm.target=toy_norms.PixelRMS", "+norm.eps=0.001"])
     check_config(cfg)
     assert cfg.norm.name == "toy_norms.PixelRMS"
-    model = build_model({"name": "gpt", "n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 8},
-                        OmegaConf.to_container(cfg.norm, resolve=True), vocab_size=11)
+    model = build_model(
+        {"name": "gpt", "n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 8},
+        OmegaConf.to_container(cfg.norm, resolve=True),
+        vocab_size=11,
+    )
     norms = [m for m in model.modules() if isinstance(m, toy_norms.PixelRMS)]
     assert len(norms) == 3 and {m.eps for m in norms} == {0.001}
     with pytest.raises(Exception, match="norm 'toy_norms.PixelRMS' has no option momentum"):
@@ -83,10 +105,15 @@ def test_train_takes_a_norm_of_ones_own_by_dotted_path_with_its_knobs(compose):
 
 
 def check_norm_script(*args):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(Path(__file__).parent)]),
-               WANDB_MODE="offline", OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "scripts/check_norm.py", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(Path(__file__).parent)]),
+        WANDB_MODE="offline",
+        OMP_NUM_THREADS="1",
+    )
+    return subprocess.run(
+        [sys.executable, "scripts/check_norm.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_check_norm_fails_a_broken_norm_with_one_line_per_failure_before_any_run():
@@ -94,7 +121,9 @@ def test_check_norm_fails_a_broken_norm_with_one_line_per_failure_before_any_run
     assert res.returncode == 1
     assert res.stdout.splitlines() == [
         f"FAIL train_and_eval ({layout}): it declares batch_dependent=False, but in training one sample's output "
-        f"changes with the other samples" for layout in LAYOUTS]
+        f"changes with the other samples"
+        for layout in LAYOUTS
+    ]
 
 
 @pytest.mark.slow

@@ -18,9 +18,8 @@ Both evaluate a copy of the model, or restore every buffer and attribute of it a
 so the standard metrics and later checkpoints are untouched.
 
 ``PreciseBN`` (the callback, ``precise_bn.enabled=true``) recomputes the running statistics of
-every BatchNorm-like layer (``batch_dependent`` and ``running_mean``: batch, bln, batch_renorm,
-ghost_batch, evonorm_b0, switchable, batch_instance) before every validation and test, in the
-model itself: val/*, test/* and the checkpoints then use them. Under DDP each device averages
+every BatchNorm-like layer (``batch_dependent`` and ``running_mean``, as ``norms.contract.Norm``
+says) before every validation and test, in the model itself: val/*, test/* and the checkpoints then use them. Under DDP each device averages
 its own batches (as BatchNorm's running statistics are per device).
 
 ``EpochAverages`` restarts, at every training epoch, the running averages of layers that keep
