@@ -23,7 +23,7 @@ from omegaconf import open_dict
 
 from normlab.norms import supports
 from normlab.run import train
-from normlab.run.norm_checks import norm_problems
+from normlab.run.norm_checks import first_line, norm_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 # The smallest run of each task: one batch each of train, val and test, on the offline data.
@@ -59,7 +59,7 @@ def fast_dev_run(task: str, norm: list[str], out: Path) -> str | None:
     try:
         summary = train(cfg)
     except Exception as err:  # the run's own one-line ConfigError, or what the layer raised
-        return f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        return f"{type(err).__name__}: {first_line(err)}"
     return None if summary["status"] == "completed" else f"the run ended {summary['status']}"
 
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         knobs = {o.key_or_group: o.value() for o in OverridesParser.create().parse_overrides(args.knobs)}
         problems = norm_problems(args.norm, knobs)
     except Exception as err:  # a knob Hydra cannot read, or the norm's own one-line ConfigError
-        problems = [str(err).strip().splitlines()[0]]
+        problems = [first_line(err)]
     for line in problems:
         print(f"FAIL {line}")
     if problems:

@@ -33,13 +33,18 @@ def build(name: str, layout: str, knobs: dict | None = None, shape=None) -> nn.M
     return build_norm(name, channels, layout, **(knobs or {}))
 
 
+def first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
 def check_layouts(name: str, knobs: dict | None = None) -> None:
     """It builds for every layout it declares in ``layouts``, and the factory refuses the others in one line."""
     for layout in LAYOUTS:
         try:
             build(name, layout, knobs)
-        except ConfigError as err:
-            assert not supports(name, layout) and "\n" not in str(err), f"building it for '{layout}' fails: {err}"
+        except Exception as err:
+            refused = isinstance(err, ConfigError) and not supports(name, layout) and "\n" not in str(err)
+            assert refused, f"building it for '{layout}' fails: {type(err).__name__}: {first_line(err)}"
 
 
 def check_shapes_and_dtypes(name: str, layout: str, knobs: dict | None = None) -> None:
@@ -130,14 +135,13 @@ def norm_problems(name: str, knobs: dict | None = None) -> list[str]:
     try:
         layouts = [layout for layout in LAYOUTS if supports(name, layout)]
         check_layouts(name, knobs)
-    except (ConfigError, AssertionError) as err:
-        return [str(err)]
+    except Exception as err:  # it does not import, breaks the contract, or fails to build
+        return [first_line(err)]
     found = []
     for layout in layouts:
         for check in LAYER_CHECKS:
             try:
                 check(name, layout, knobs)
             except Exception as err:  # a check's own sentence, or what the layer raised
-                line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                found.append(f"{check.__name__.removeprefix('check_')} ({layout}): {line}")
+                found.append(f"{check.__name__.removeprefix('check_')} ({layout}): {first_line(err)}")
     return found
