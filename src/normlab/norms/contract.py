@@ -27,6 +27,8 @@ FLAGS = ("batch_dependent", "activates", "instance_stats", "one_input_size")
 class Norm(Protocol):
     """What normlab reads from a norm; defaults are those of a norm that does not declare it."""
 
+    layout: str
+    """The layout it was built for, kept by the layer (the factory's batch-size check reads it)."""
     axes: ClassVar[dict[str, str]] = {}
     """What one statistic reduces over, in words, per layout (explain_norm, the LM's warnings)."""
     batch_dependent: bool = False
@@ -49,9 +51,12 @@ class Norm(Protocol):
     """``{parameter name: factor}`` on the learning rate of those parameters."""
     track_running_stats: bool = True
     """False: batch statistics in eval mode too, so a batch of one value per channel is refused there."""
+    weight: Any = None
+    """The per-channel gain, if any: set to 0 in a residual branch's last norm (zero-init, resnet_cifar)."""
     running_mean: Any = None
     """With ``running_var`` and ``momentum``: running statistics that PreciseBN re-estimates
-    (at ``momentum = 1``); the diagnostics restore every other buffer and attribute."""
+    (at ``momentum = 1``, ``renorm = False`` where a layer has one, over ``virtual_batch``
+    samples where it has that); the diagnostics restore every other buffer and attribute."""
     mixing_weights: Callable[[], dict[str, float]] | None = None
     """A method: the mixture it learned, logged every epoch as ``mixing/<layer>/<key>``."""
     start_epoch: Callable[[], None] | None = None
