@@ -39,6 +39,7 @@ def test_every_builtin_norm_passes_the_checks_a_norm_of_ones_own_gets(name, layo
 def test_a_norm_of_ones_own_passes_every_check():
     assert norm_problems("toy_norms.PixelRMS") == []
     assert norm_problems("toy_norms.PixelRMS", {"eps": 1e-3}) == []
+    assert norm_problems("toy_norms.ImagesOnly") == []  # a layout it refuses is no failure
 
 
 def test_the_example_of_adding_a_norm_in_the_docs_passes_every_check(tmp_path, monkeypatch):
@@ -124,6 +125,12 @@ def test_check_norm_fails_a_broken_norm_with_one_line_per_failure_before_any_run
         f"changes with the other samples"
         for layout in LAYOUTS
     ]
+
+
+def test_check_norm_skips_the_tasks_of_a_layout_the_norm_refuses():
+    res = check_norm_script("toy_norms.ImagesOnly", "--tasks", "lm")
+    assert res.returncode == 0, res.stdout + res.stderr[-2000:]
+    assert res.stdout.splitlines()[-1] == "skip fast_dev_run task=lm: the norm declares no layout nlc"
 
 
 @pytest.mark.slow

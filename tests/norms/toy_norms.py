@@ -64,3 +64,9 @@ class RequiredKnob(PixelRMS):
 
     def __init__(self, num_channels: int, layout: str = "nchw", *, scale: float):
         super().__init__(num_channels, layout)
+
+
+class ImagesOnly(PixelRMS):
+    """Has a meaning for images only, and says so: the factory refuses it for tokens."""
+
+    layouts = ("nchw",)
