@@ -46,6 +46,12 @@ CONFIG_CASES = {
     "missing checkpoint file": (["ckpt_path=/no/such/file.ckpt"], ["ckpt_path=/no/such/file.ckpt is not a file",
                                                                    "resume=<run dir>"]),
     "zero threads": (["threads=0"], ["threads=0 is not a number of CPU threads"]),
+    "own norm without a target": (["norm=custom"], ["norm.target has no value", "Fix: add norm.target=<value>"]),
+    "own norm that does not import": (["norm=custom", "norm.target=no_such_pkg.Norm"],
+                                      ["norm.target=no_such_pkg.Norm does not import", "No module named"]),
+    "own norm that breaks the contract": (["norm=custom", "norm.target=torch.nn.Linear"],
+                                          ["norm.target=torch.nn.Linear breaks the norm contract", "`axes`",
+                                           "scripts/check_norm.py torch.nn.Linear"]),
 }
 
 

@@ -19,11 +19,13 @@ from normlab.errors import ConfigError
 from normlab.models import build_model
 from normlab.models.gpt import token_mixing
 from normlab.norms import NORMS, build_norm, supports
+from normlab.norms.contract import mixes_tokens
 from normlab.run import train
 
-# Norms whose statistics span the token axis: in training a token sees later tokens through them.
-MIXES_IN_TRAIN = {"batch", "bln", "instance", "batch_renorm", "ghost_batch", "frn", "evonorm_b0", "switchable",
-                  "batch_instance", "cond_instance", "sync_batch"}
+# Norms whose statistics span the token axis, as their classes declare (contract.mixes_tokens): in
+# training a token sees later tokens through them (all batch-dependent ones but bln_paper, and
+# instance, frn, cond_instance). The causality test below checks each declaration.
+MIXES_IN_TRAIN = {name for name in NORMS if mixes_tokens(NORMS[name])}
 FAST = ["task=lm", "debug=fast_dev_run", "data.batch=4", "data.eval_batch=4", "task.sample.num=2",
         "task.sample.chars=16", "threads=1"]  # one thread: a tiny model gains nothing from two on a busy machine
 

@@ -18,9 +18,8 @@ Both evaluate a copy of the model, or restore every buffer and attribute of it a
 so the standard metrics and later checkpoints are untouched.
 
 ``PreciseBN`` (the callback, ``precise_bn.enabled=true``) recomputes the running statistics of
-every BatchNorm-like layer (``batch_dependent`` and ``running_mean``: batch, bln, batch_renorm,
-ghost_batch, evonorm_b0, switchable, batch_instance) before every validation and test, in the
-model itself: val/*, test/* and the checkpoints then use them. Under DDP each device averages
+every BatchNorm-like layer (``batch_dependent`` and ``running_mean``, as ``norms.contract.Norm``
+says) before every validation and test, in the model itself: val/*, test/* and the checkpoints then use them. Under DDP each device averages
 its own batches (as BatchNorm's running statistics are per device).
 
 ``EpochAverages`` restarts, at every training epoch, the running averages of layers that keep
@@ -41,11 +40,13 @@ import lightning as L
 import torch
 from torch import nn
 
+from normlab.norms.contract import declared
+
 
 def batch_stat_layers(model: nn.Module) -> list[nn.Module]:
     """Layers that normalize with batch statistics in training and keep running averages."""
     return [m for m in model.modules()
-            if getattr(m, "batch_dependent", False) and getattr(m, "running_mean", None) is not None]
+            if declared(m, "batch_dependent") and declared(m, "running_mean") is not None]
 
 
 def snapshot(model: nn.Module):
@@ -227,7 +228,7 @@ class EpochAverages(L.Callback):
 
     def on_train_epoch_start(self, trainer, pl_module):
         for m in norm_model(pl_module).modules():
-            if callable(getattr(m, "start_epoch", None)):
+            if declared(m, "start_epoch"):
                 m.start_epoch()
 
 
@@ -238,7 +239,7 @@ class MixingWeights(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module):
         metrics = {
             f"mixing/{name}/{key}": value
-            for name, m in norm_model(pl_module).named_modules() if callable(getattr(m, "mixing_weights", None))
+            for name, m in norm_model(pl_module).named_modules() if declared(m, "mixing_weights")
             for key, value in m.mixing_weights().items()
         }
         if metrics:

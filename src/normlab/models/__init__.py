@@ -15,7 +15,7 @@ from normlab.models.resnet_tv import resnet_tv
 from normlab.models.style_net import style_net
 from normlab.models.widths import norm_build_error, norm_widths
 from normlab.models.ws import standardize_convs
-from normlab.norms import norm_layer
+from normlab.norms.registry import name_and_knobs, norm_layer
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,8 @@ def build_model(model_cfg: dict, norm_cfg: dict, **task_kwargs) -> nn.Module:
     ``model_cfg`` keys other than ``name`` and ``ws`` go to the builder, as do ``task_kwargs``
     (what the data decides: classes, input channels, vocabulary).
     """
-    model_cfg, norm_cfg = dict(model_cfg), dict(norm_cfg)
-    name, norm = model_cfg.pop("name"), norm_cfg.pop("name")
+    model_cfg = dict(model_cfg)
+    name, (norm, norm_cfg) = model_cfg.pop("name"), name_and_knobs(norm_cfg)
     spec = model_spec(name)
     ws = model_cfg.pop("ws", False)
     layer = norm_layer(norm, spec.layout, **norm_cfg)

@@ -52,7 +52,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from normlab.errors import ConfigError
-from normlab.norms import NORMS, InstanceNorm
+from normlab.norms import NORMS
+from normlab.norms.contract import declared, mixes_tokens
 from normlab.norms.registry import NormLayer, knobs_of
 
 log = logging.getLogger(__name__)
@@ -61,17 +62,13 @@ log = logging.getLogger(__name__)
 def token_mixing(norm: nn.Module) -> tuple[bool, bool]:
     """Whether a norm's statistics span several tokens: (in training mode, in eval mode).
 
-    Batch-dependent norms (batch, bln) and instance norm reduce over the token axis. In eval
-    mode those with running statistics use them instead, which no token influences, unless the
-    layer declares ``instance_stats``: per-sequence statistics over L in every mode (frn,
-    evonorm_b0, switchable, batch_instance, cond_instance).
+    In training, as the layer declares (``contract.mixes_tokens``). In eval mode those with running
+    statistics use them instead, which no token influences, unless the layer declares
+    ``instance_stats``: per-sequence statistics over L in every mode (frn, evonorm_b0, switchable,
+    batch_instance, cond_instance).
     """
-    if getattr(norm, "mixes_tokens", None) is False:  # declared: statistics per position only (bln_paper)
-        return False, False
-    per_sequence = getattr(norm, "instance_stats", False)
-    in_train = getattr(norm, "batch_dependent", False) or isinstance(norm, InstanceNorm) or per_sequence
-    in_eval = per_sequence or (in_train and getattr(norm, "running_mean", None) is None)
-    return in_train, in_eval
+    in_train = mixes_tokens(norm)
+    return in_train, in_train and (declared(norm, "instance_stats") or declared(norm, "running_mean") is None)
 
 
 def warn_if_not_causal(norm: nn.Module) -> None:
@@ -79,7 +76,7 @@ def warn_if_not_causal(norm: nn.Module) -> None:
     if not in_train:
         return
     name = next((k for k, cls in NORMS.items() if type(norm) is cls), type(norm).__name__)
-    where = norm.axes["nlc"] if hasattr(norm, "axes") else "several tokens"
+    where = declared(norm, "axes").get("nlc", "several tokens")
     if in_eval:
         fix = ("Set norm.track_running_stats=true for causal evaluation." if "track_running_stats" in knobs_of(name)
                else "Its val/test losses are not those of a causal model.")

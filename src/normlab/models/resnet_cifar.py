@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from normlab.errors import ConfigError
+from normlab.norms.contract import declared
 from normlab.norms.registry import NormLayer, activates, linear_norm, relu_after
 
 
@@ -96,7 +97,7 @@ class ResNetCifar(nn.Module):
 def zero_init_last_norms(norms) -> None:
     """Start every residual block as the identity (Goyal et al. 2017, Sec. 5.1): gamma = 0."""
     for norm in norms:
-        if getattr(norm, "weight", None) is not None:
+        if declared(norm, "weight") is not None:
             nn.init.zeros_(norm.weight)
 
 

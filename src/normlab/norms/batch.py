@@ -30,7 +30,6 @@ class BatchNorm(_BatchNorm):
 
     axes = {"nchw": "(N, H, W) per channel", "nlc": "(N, L) per channel"}
     batch_dependent = True
-    activates = False  # as AffineNorm's: no activation of its own
 
     def __init__(
         self,

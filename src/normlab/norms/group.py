@@ -40,7 +40,6 @@ def resolve_groups(num_channels: int, num_groups: int | None, group_size: int | 
 class GroupNorm(nn.GroupNorm):
     axes = {"nchw": "(C/G, H, W) per sample and group", "nlc": "C/G per token and group"}
     batch_dependent = False
-    activates = False  # as AffineNorm's: no activation of its own
 
     def __init__(
         self,

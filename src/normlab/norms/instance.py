@@ -22,6 +22,7 @@ from normlab.norms.layout import check_input, check_statistics, spatial_size
 class InstanceNorm(AffineNorm):
     axes = {"nchw": "(H, W) per sample and channel", "nlc": "L per sample and channel"}
     batch_dependent = False
+    mixes_tokens = True  # over L, per sequence: in eval too unless track_running_stats (see models/gpt.py)
 
     def __init__(
         self,

@@ -22,12 +22,7 @@ from normlab.norms.layout import check_input, check_layout, check_statistics, pe
 
 
 class AffineNorm(nn.Module):
-    """Shared plumbing: per-channel gamma (ones) and beta (zeros), a layout and an eps.
-
-    ``activates``: whether the layer carries its own activation (FRN, EvoNorm), so that a model
-    puts no ReLU after it; an instance attribute where the layer's ``apply_act`` decides it."""
-
-    activates = False
+    """Shared plumbing: per-channel gamma (ones) and beta (zeros), a layout and an eps."""
 
     def __init__(self, num_channels: int, layout: str, eps: float, affine: bool, bias: bool = True):
         super().__init__()

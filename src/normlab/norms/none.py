@@ -11,7 +11,6 @@ from normlab.norms.layout import check_input
 class NoNorm(nn.Identity):
     axes = {"nchw": "nothing", "nlc": "nothing"}
     batch_dependent = False
-    activates = False  # as AffineNorm's: no activation of its own
 
     def __init__(self, num_channels: int, layout: str = "nchw"):
         super().__init__()

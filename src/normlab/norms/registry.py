@@ -4,7 +4,8 @@
 
 Every layer takes ``(num_channels, layout, **knobs)``. A new norm is one file plus one line in
 ``NORMS``. Names are case- and ``_``/``-``-insensitive, as in timm's ``create_norm``. A layer
-whose class sets ``layouts = ("nchw",)`` is refused for other layouts with one line.
+whose class sets ``layouts = ("nchw",)`` is refused for other layouts with one line. A name with a
+dot is a class of one's own by dotted path (``norm=custom``), checked against ``contract.Norm``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from normlab.norms.batch_renorm import BatchRenorm
 from normlab.norms.bln import BatchLayerNorm
 from normlab.norms.bln_paper import BatchLayerNormPaper
 from normlab.norms.cond_instance import CondInstanceNorm
+from normlab.norms.contract import declared, import_norm
 from normlab.norms.evonorm_b0 import EvoNormB0
 from normlab.norms.evonorm_s0 import EvoNormS0
 from normlab.norms.frn import FilterResponseNorm
@@ -30,7 +32,7 @@ from normlab.norms.group import GroupNorm, GroupNorm1
 from normlab.norms.instance import InstanceNorm
 from normlab.norms.layer import LayerNorm
 from normlab.norms.layer2d import LayerNorm2d
-from normlab.norms.layout import LAYOUTS, check_batch_statistics, check_layout
+from normlab.norms.layout import check_batch_statistics, check_layout
 from normlab.norms.none import NoNorm
 from normlab.norms.rms import RMSNorm
 from normlab.norms.switchable import SwitchableNorm
@@ -62,6 +64,9 @@ NormLayer = Callable[[int], nn.Module]
 
 
 def canonical(name: str) -> str:
+    if "." in str(name):  # package.module.Class (norm=custom): imported and checked
+        import_norm(name)
+        return name
     key = str(name).lower().replace("-", "").replace("_", "")
     for known in NORMS:
         if known.replace("_", "") == key:
@@ -70,7 +75,12 @@ def canonical(name: str) -> str:
 
 
 def norm_class(name: str) -> type[nn.Module]:
-    return NORMS[canonical(name)]
+    return import_norm(name) if "." in str(name) else NORMS[canonical(name)]
+
+
+def name_and_knobs(norm_cfg: dict) -> tuple[str, dict]:
+    """A norm config's name, and its knobs: every other key but ``target`` (norm=custom's dotted path)."""
+    return norm_cfg["name"], {k: v for k, v in norm_cfg.items() if k not in ("name", "target")}
 
 
 def knobs_of(name: str) -> list[str]:
@@ -90,7 +100,7 @@ def check_knobs(name: str, knobs: dict) -> None:
 
 def supports(name: str, layout: str) -> bool:
     """Whether a norm has a meaning for a layout; a class says which with ``layouts`` (default: all)."""
-    return check_layout(layout) in getattr(norm_class(name), "layouts", LAYOUTS)
+    return check_layout(layout) in declared(norm_class(name), "layouts")
 
 
 def check_supports(name: str, layout: str) -> None:
@@ -108,7 +118,7 @@ def build_norm(name: str, num_channels: int, layout: str = "nchw", **knobs) -> n
     check_knobs(name, knobs)
     check_supports(name, layout)
     layer = norm_class(name)(num_channels, layout=layout, **knobs)
-    if getattr(layer, "batch_dependent", False):
+    if declared(layer, "batch_dependent"):
         layer.register_forward_pre_hook(_check_batch_statistics)
     return layer
 
@@ -117,13 +127,13 @@ def _check_batch_statistics(layer: nn.Module, args: tuple) -> None:
     # One check for every norm that uses the batch, whoever wrote its forward: a batch with one
     # value per channel is a sentence, not a kernel error or a 0/0. Eval mode uses running
     # statistics, unless the layer keeps none.
-    if layer.training or getattr(layer, "track_running_stats", True) is False:
+    if layer.training or declared(layer, "track_running_stats") is False:
         check_batch_statistics(args[0], layer.layout, type(layer).__name__)
 
 
 def activates(layer: nn.Module) -> bool:
     """Whether a norm carries its own activation (FRN's TLU, EvoNorm's), so no ReLU should follow it."""
-    return getattr(layer, "activates", False)
+    return declared(layer, "activates")
 
 
 def linear_norm(make: NormLayer, num_channels: int) -> nn.Module:

@@ -40,7 +40,6 @@ class CrossDeviceBatchNorm(nn.SyncBatchNorm):
 
     axes = SyncBatchNorm.axes
     batch_dependent = True
-    activates = False  # as AffineNorm's: no activation of its own
 
     def __init__(self, num_channels: int, layout: str = "nchw", eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from normlab.norms.contract import declared
 from normlab.norms.ghost_batch import GhostBatchNorm
 from normlab.norms.registry import norm_class
 from normlab.norms.sync_batch import SyncBatchNorm
@@ -23,7 +24,7 @@ from normlab.tasks.optim import scaled_lr
 def norm_images(norm: dict, batch: int, world_size: int, device_type: str) -> int | None:
     """Over how many images a norm's batch statistics go (None: it uses no batch statistics)."""
     cls = norm_class(norm["name"])
-    if not getattr(cls, "batch_dependent", False):
+    if not declared(cls, "batch_dependent"):
         return None
     if cls is SyncBatchNorm and world_size > 1 and device_type != "cpu":  # synced: see norms/sync_batch.py
         return batch * world_size

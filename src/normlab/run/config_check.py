@@ -19,7 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from normlab.errors import ConfigError, unknown_name, unknown_option
 from normlab.models import model_spec
-from normlab.norms.registry import canonical, check_knobs, check_supports, norm_class
+from normlab.norms.contract import declared
+from normlab.norms.registry import canonical, check_knobs, check_supports, name_and_knobs, norm_class
 from normlab.run.resume import checkpoint_damage
 from normlab.run.trainer import NORMLAB_TRAINER_KEYS
 from normlab.tasks import task_of
@@ -58,10 +59,9 @@ def check_names(cfg: DictConfig) -> str:
     """Task, model, norm and dataset exist, and the norm means something for the model's layout."""
     task = task_of(cfg.task.name)
     layout = model_spec(cfg.model.name).layout
-    norm = OmegaConf.to_container(cfg.norm, resolve=True)
-    name = norm.pop("name")
+    name, knobs = name_and_knobs(OmegaConf.to_container(cfg.norm, resolve=True))
     canonical(name)
-    check_knobs(name, norm)
+    check_knobs(name, knobs)
     check_supports(name, layout)
     if cfg.data.name not in task.datasets:
         raise unknown_name(f"dataset for task={cfg.task.name}", cfg.data.name, task.datasets, "data")
@@ -81,7 +81,7 @@ def check_batches(cfg: DictConfig, norm: str) -> None:
         _count(cfg.data.eval_batch, "data.eval_batch", "a batch size")
     if cfg.data.get("subset") is not None:
         _count(cfg.data.subset, "data.subset", "a number of training images")
-    if not getattr(norm_class(norm), "batch_dependent", False) or cfg.task.name in BATCH_OF_ONE_TASKS:
+    if not declared(norm_class(norm), "batch_dependent") or cfg.task.name in BATCH_OF_ONE_TASKS:
         return
     # One sample per batch still gives a batch norm every position of that sample (H x W pixels,
     # or T tokens): per-sample statistics, a setting of its own. Only a layer that then sees one
@@ -97,7 +97,7 @@ def check_sizes(cfg: DictConfig, norm: str) -> None:
     """A norm with statistics per position (``one_input_size``: bln_paper) needs the same image
     size in training and evaluation: refused before training, not at the first evaluation."""
     crop, eval_size = cfg.data.get("crop"), cfg.data.get("eval_size")
-    if getattr(norm_class(norm), "one_input_size", False) and crop and eval_size and crop != eval_size:
+    if declared(norm_class(norm), "one_input_size") and crop and eval_size and crop != eval_size:
         raise ConfigError(f"norm={norm} keeps statistics per position, so it needs one input size, and this run "
                           f"trains on {crop} px crops and evaluates at {eval_size} px. "
                           f"Fix: set data.eval_size={crop}, or use norm=bln.")

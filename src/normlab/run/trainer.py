@@ -25,6 +25,7 @@ from normlab.callbacks import (
 )
 from normlab.errors import ConfigError
 from normlab.norms import canonical, norm_class
+from normlab.norms.contract import declared
 
 # Keys of conf/trainer/*.yaml that are normlab's own, not Lightning Trainer arguments.
 NORMLAB_TRAINER_KEYS = ("channels_last", "compile", "keep_freed_memory")
@@ -37,16 +38,16 @@ def build_trainer(cfg: DictConfig, run_dir: Path, loggers) -> L.Trainer:
     # Callbacks only where they have work: Lightning calls every callback at every hook of
     # every step (about 100 Python calls per callback and step, measured 2026-11-23).
     norm = norm_class(cfg.norm.name)
-    if callable(getattr(norm, "mixing_weights", None)):
+    if declared(norm, "mixing_weights"):
         callbacks.append(MixingWeights())  # what switchable / batch_instance layers learned, per epoch
-    if callable(getattr(norm, "start_epoch", None)):
+    if declared(norm, "start_epoch"):
         callbacks.append(EpochAverages())  # bln_paper: running averages over one epoch, as its authors
     if several_processes(kwargs):
         callbacks.append(RanksInSync())  # under DDP: do the ranks still hold the same weights?
     if (cfg.get("precise_bn") or {}).get("enabled", False):
         callbacks.append(PreciseBN(cfg.precise_bn.get("batches", 100)))
     diagnostics = cfg.task.get("diagnostics") or {}
-    if diagnostics.get("batch_stats", False) and getattr(norm, "batch_dependent", False):
+    if diagnostics.get("batch_stats", False) and declared(norm, "batch_dependent"):
         callbacks.append(BatchStatDiagnostics(diagnostics.get("precise_bn_batches", 200)))
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))

@@ -12,6 +12,7 @@ import math
 import torch
 
 from normlab.errors import ConfigError
+from normlab.norms.contract import declared
 
 
 def scaled_lr(optim_cfg: dict, global_batch: int) -> float:
@@ -108,19 +109,14 @@ def param_groups(module: torch.nn.Module, decay_vectors: bool = True) -> list[di
     """Every trainable parameter, in one group with the configured weight decay and one without,
     and apart again where a layer asks for another learning rate.
 
-    Without decay: the parameters a layer names in ``no_weight_decay`` (the timm convention),
-    i.e. the mixing weights of switchable and batch_instance. They choose between statistics;
-    decay would pull them towards one fixed choice (uniform softmax, rho = 0), a prior that
-    neither paper's formulation has. ``decay_vectors=False`` also spares every parameter with
-    fewer than 2 dimensions (gains and biases), as GPT-2 and nanoGPT do.
-
-    ``lr_scale``: a layer's ``{parameter name: factor}`` (batch_instance's gate rho at 10x, as
-    its authors train it); the group's ``lr_scale`` multiplies the learning rate in
-    ``build_optimizer``, and the schedule keeps the ratio.
+    Without decay: the parameters a layer names in ``no_weight_decay`` (the timm convention; the
+    mixing weights of switchable and batch_instance, which decay would pull towards one fixed
+    choice). ``decay_vectors=False`` also spares every parameter with fewer than 2 dimensions
+    (gains and biases), as GPT-2 and nanoGPT do. A layer's ``lr_scale`` (norms.contract) becomes
+    the group's, which ``build_optimizer`` multiplies into the learning rate; the schedule keeps the ratio.
     """
-    skip = {id(getattr(m, name)) for m in module.modules() for name in getattr(m, "no_weight_decay", ())}
-    scale = {id(getattr(m, name)): f for m in module.modules()
-             for name, f in (getattr(m, "lr_scale", None) or {}).items()}
+    skip = {id(getattr(m, name)) for m in module.modules() for name in declared(m, "no_weight_decay")}
+    scale = {id(getattr(m, name)): f for m in module.modules() for name, f in (declared(m, "lr_scale") or {}).items()}
     params = [p for p in module.parameters() if p.requires_grad]
     skip |= {id(p) for p in params if not decay_vectors and p.dim() < 2}
     groups: dict[tuple[bool, float], list] = {}
