@@ -23,12 +23,12 @@ def error_vs_batch(table: pd.DataFrame, metric: str, out: Path, title: str) -> P
     axes = [c for c in AXES if c in table.columns]  # swept besides norm and batch: one line per value
     for key, rows in table.sort_values("batch").groupby(["arm", *axes], dropna=False):
         name = line_name(key[0], {k: v for k, v in zip(axes, key[1:]) if not pd.isna(v)})
-        ax.errorbar(rows["batch"], rows[col], yerr=rows[f"{metric} std"].fillna(0), marker="o", capsize=3, label=name)
+        ax.errorbar(rows["batch"], rows[col], yerr=_bars(rows, metric), marker="o", capsize=3, label=name)
     ax.set_xscale("log", base=2)
     batches = sorted(table["batch"].unique())
     ax.set_xticks(batches, [str(b) for b in batches])
     ax.invert_xaxis()  # the paper reads from large to small batches
-    ax.set(xlabel="images per batch (per device)", ylabel=metric, title=title)
+    ax.set(xlabel="images per batch (per device)", ylabel=f"{metric} (mean, 95% interval over seeds)", title=title)
     ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, out)
@@ -47,14 +47,18 @@ def batch_stat_gap(table: pd.DataFrame, out: Path, title: str) -> Path | None:
         sub = rows[rows["arm"] == name].sort_values("batch")
         for col, label in cols.items():
             if f"{col} mean" in sub:
-                ax.errorbar(sub["batch"], sub[f"{col} mean"], yerr=sub[f"{col} std"].fillna(0), marker="o",
-                            capsize=3, label=label)
+                ax.errorbar(sub["batch"], sub[f"{col} mean"], yerr=_bars(sub, col), marker="o", capsize=3, label=label)
         ax.set_xscale("log", base=2)
         ax.set_xticks(list(sub["batch"]), [str(b) for b in sub["batch"]])
-        ax.set(xlabel="images per batch", ylabel="test error (%)", title=f"{title}: {name}")
+        ax.set(xlabel="images per batch", ylabel="test error (%), 95% interval", title=f"{title}: {name}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return _save(fig, out)
+
+
+def _bars(rows: pd.DataFrame, metric: str) -> pd.Series:
+    """Error bars: the 95% t-interval over seeds, as in the tables (none for a single seed)."""
+    return rows[f"{metric} ci95"].fillna(0) if f"{metric} ci95" in rows else rows[f"{metric} std"].fillna(0)
 
 
 def curve_table(runs: list[dict], metric: str) -> pd.DataFrame | None:

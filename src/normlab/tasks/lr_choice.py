@@ -5,12 +5,12 @@ protocol: a grid sweep of the base rate ``task.optim.lr`` (factor 2 apart, aroun
 rule's 0.1 at 32 images; the rate a run uses is still scaled by its batch), one seed, judged on
 ``val/err``. ``choose`` picks each (arm, batch)'s winner and says where it lies in the grid, since
 a winner at the edge of the grid may not be the best rate. ``lr_choice.yaml`` holds the winners;
-the final sweep reads it (``+task.optim.lr_choice=<file>``), runs every arm at its own rate on
+the final sweep reads it (``task.optim.lr_choice=<file>``), runs every arm at its own rate on
 more seeds, and is reported on the test split.
 
     python train.py -m experiment=gn_vs_bn_lr                 # the grid, on val
     python scripts/report.py <that sweep>                      # writes lr_choice.yaml
-    python train.py -m experiment=gn_vs_bn +task.optim.lr_choice=<that sweep>/lr_choice.yaml
+    python train.py -m experiment=gn_vs_bn task.optim.lr_choice=<that sweep>/lr_choice.yaml
 """
 
 from __future__ import annotations
