@@ -16,6 +16,7 @@ import copy
 
 import pytest
 import torch
+from random_state import randomize
 
 from normlab.norms import NORMS, build_norm, fused, knobs_of, supports
 
@@ -29,15 +30,7 @@ def make(name, train):
     knobs = {"virtual_batch": 2} if name == "ghost_batch" else {}  # several ghost batches
     if "num_groups" in knobs_of(name):
         knobs["num_groups"] = 4  # groups of several channels
-    layer = build_norm(name, 16, "nchw", **knobs).train(train)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in layer.parameters():
-            p.uniform_(0.5, 1.5)
-        for b in layer.buffers():
-            if b.is_floating_point() and b.dim() == 1:  # running statistics: not their init values
-                b.uniform_(0.5, 2.0)
-    return layer
+    return randomize(build_norm(name, 16, "nchw", **knobs).train(train), seed=1)
 
 
 def run(layer, x, g):

@@ -12,6 +12,7 @@ import copy
 
 import pytest
 import torch
+from random_state import randomize
 from test_norm_zoo import test_a_last_ghost_batch_of_one_sample_joins_the_one_before as _ghost_last_of_one
 from test_norm_zoo import test_ghost_batch_is_batchnorm_run_separately_on_each_sub_batch as _ghost_identity
 from test_norms_reference import make, sample, supports
@@ -50,11 +51,7 @@ def test_fused_and_composite_paths_agree_in_train_and_eval_mode(name, layout, tr
     run forward in eval)."""
     if not supports(name, layout):
         pytest.skip(f"{name} has no meaning for layout {layout}")
-    fused_layer = make(name, layout, torch.float64)
-    with torch.no_grad():
-        for b in fused_layer.buffers():
-            if b.is_floating_point() and b.dim() == 1:  # running mean and var: not the init values
-                b.uniform_(0.5, 2.0)
+    fused_layer = randomize(make(name, layout, torch.float64), seed=None, params=False)
     composite = copy.deepcopy(fused_layer)
     fused_layer.train(train), composite.train(train)
     _fused_then_composite(fused_layer, composite, sample(layout, torch.float64, seed=3), monkeypatch)

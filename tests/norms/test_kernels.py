@@ -9,6 +9,7 @@ import copy
 
 import pytest
 import torch
+from random_state import randomize
 
 from normlab.kernels import build
 from normlab.norms import build_norm, evonorm_b0, evonorm_s0, fused, knobs_of, layer2d
@@ -60,15 +61,7 @@ def make(name, affine=True, seed=0):
     knobs = {"affine": affine} if "affine" in knobs_of(name) else {}
     if name == "ghost_batch":
         knobs["virtual_batch"] = 2  # several ghost batches in every sample shape
-    layer = build_norm(name, 16, "nchw", **knobs)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in layer.parameters():
-            p.uniform_(0.5, 1.5)
-        for b in layer.buffers():
-            if b.is_floating_point() and b.dim() == 1:  # running statistics: not their init values
-                b.uniform_(0.5, 2.0)
-    return layer
+    return randomize(build_norm(name, 16, "nchw", **knobs), seed=seed)
 
 
 def run(layer, x, g):
