@@ -8,8 +8,14 @@ import pytest
 
 from normlab.run import train
 
-FAST = ["debug=fast_dev_run", "data.subset=200", "data.batch=8", "data.eval_batch=50",
-        "task.diagnostics.precise_bn_batches=2", "trainer.enable_progress_bar=false"]
+FAST = [
+    "debug=fast_dev_run",
+    "data.subset=200",
+    "data.batch=8",
+    "data.eval_batch=50",
+    "task.diagnostics.precise_bn_batches=2",
+    "trainer.enable_progress_bar=false",
+]
 
 
 def read_events(run_dir: Path):
