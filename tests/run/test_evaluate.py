@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from normlab.run import train
 from normlab.run.evaluate import evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
 # One epoch of a few batches, with checkpoints: best.ckpt holds the weights the training tested.
 TINY = [
     "debug=fast_dev_run",
@@ -49,6 +51,18 @@ def test_eval_gives_the_trainings_test_err_and_writes_eval_json(compose):
     plain = evaluate(eval_cfg(ckpt_path=str(ckpt), batch_stats=False, eval_batch=25))
     assert "test/err_batch_stats" in result["metrics"] and "test/err_batch_stats" not in plain["metrics"]
     assert plain["eval_batch"] == 25
+    # The script itself: Hydra's config, the same number, eval.json rewritten.
+    (run_dir / "eval.json").unlink()
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "eval.py"), f"ckpt_path={ckpt}", f"paths.log_dir={run_dir.parent / 'logs'}"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    written = json.loads((run_dir / "eval.json").read_text())
+    assert written["metrics"]["test/err"] == pytest.approx(summary["metrics"]["test/err"], abs=1e-4)
 
 
 def test_a_missing_checkpoint_is_a_config_error(tmp_path):
@@ -65,12 +79,11 @@ def test_a_checkpoint_from_no_normlab_run_is_a_config_error(tmp_path):
 
 
 def test_eval_py_prints_one_line_for_a_bad_checkpoint(tmp_path):
-    env = {"PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
         [sys.executable, str(ROOT / "eval.py"), f"ckpt_path={tmp_path / 'nope.ckpt'}", f"paths.log_dir={tmp_path}"],
         capture_output=True,
         text=True,
-        env=env,
+        env=ENV,
         timeout=120,
     )
     assert out.returncode == 2
