@@ -40,7 +40,7 @@ CONFIG_CASES = {
     "max_steps 0": (["trainer.max_steps=0"], ["trainer.max_steps=0 is not a number of steps"]),
     "unknown trainer option": (["+trainer.max_epoch=3"], ["unknown trainer option 'max_epoch'",
                                                           "Did you mean 'max_epochs'?"]),
-    "unknown logger": (["+logger.tensorboard={}"], ["unknown logger 'tensorboard'"]),
+    "unknown logger": (["+logger.mlflow={}"], ["unknown logger 'mlflow'"]),
     "unknown W&B mode": (["logger.wandb.mode=onlin"], ["logger.wandb.mode=onlin is not a W&B mode"]),
     "negative checkpoint interval": (["checkpoint.every_n_steps=-1"], ["checkpoint.every_n_steps=-1"]),
     "missing checkpoint file": (["ckpt_path=/no/such/file.ckpt"], ["ckpt_path=/no/such/file.ckpt is not a file",

@@ -30,7 +30,7 @@ from normlab.tasks.optim import SCHEDULES, build_optimizer, scaled_lr
 # in training it normalizes each image over its pixels, i.e. instance norm (Ulyanov et al. 2016 on
 # fast style transfer, trained with one image per batch).
 BATCH_OF_ONE_TASKS = ("style",)
-LOGGERS = ("wandb", "csv")
+LOGGERS = ("wandb", "csv", "tensorboard")
 WANDB_MODES = ("offline", "online", "disabled")
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ def check_logger(cfg: DictConfig) -> None:
     logger = cfg.get("logger") or {}
     for key in logger:
         if key not in LOGGERS:
-            raise unknown_option("logger", key, LOGGERS, "logger", "logger=wandb, logger=csv or logger=none")
+            raise unknown_option("logger", key, LOGGERS, "logger", "logger=wandb, csv, tensorboard, many or none")
     wandb = logger.get("wandb")
     if wandb is not None and wandb.get("mode", "offline") not in WANDB_MODES:
         raise ConfigError(f"logger.wandb.mode={wandb.mode} is not a W&B mode. "

@@ -22,7 +22,7 @@ from normlab.run import ddp
 from normlab.run.batch_scale import describe, scale_of
 from normlab.run.config_check import check_config
 from normlab.run.host_memory import keep_freed_memory_if_asked
-from normlab.run.loggers import build_loggers, finish_wandb, wandb_run_id
+from normlab.run.loggers import build_loggers, finish_wandb, log_final_hparams, wandb_run_id
 from normlab.run.resume import merge_csv, resume_point, set_aside_csv
 from normlab.run.summary import RunSummary
 from normlab.run.trainer import build_trainer
@@ -94,6 +94,7 @@ def train(cfg: DictConfig) -> dict:
             metrics = final_metrics(trainer)  # train/ and val/ of the last epoch; test replaces them
             trainer.test(module, datamodule=data, verbose=False)
         metrics.update(final_metrics(trainer))
+        log_final_hparams(loggers, config, scale, metrics)
         sync = next((c.record() for c in trainer.callbacks if isinstance(c, RanksInSync)), {})
         extra = {"world_size": trainer.world_size, "global_batch": scale["global_batch"],
                  "epochs": trainer.current_epoch, "steps": trainer.global_step, **({"ddp": sync} if sync else {})}

@@ -1,7 +1,9 @@
-"""W&B (offline unless told otherwise) and CSV loggers for a run.
+"""W&B (offline unless told otherwise), CSV and TensorBoard loggers for a run.
 
 Offline W&B runs stay in ``<run_dir>/wandb/``; ``wandb sync <run_dir>/wandb/offline-run-*``
 uploads them later. Offline mode never asks for a login, so unattended sweeps never block.
+TensorBoard writes ``<run_dir>/tensorboard/``; ``tensorboard --logdir logs/`` shows every run, and its
+HParams view the grouping keys (``flat_config``) beside the final metrics (``log_final_hparams``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_only
+
+from normlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,8 @@ def build_loggers(config: dict, run_dir: Path) -> list[Logger]:
     loggers: list[Logger] = []
     if cfg.get("csv") is not None:
         loggers.append(CSVLogger(str(run_dir), name="csv", version=""))
+    if cfg.get("tensorboard") is not None:
+        loggers.append(tensorboard_logger(run_dir))
     wb = cfg.get("wandb")
     if wb is not None:
         from lightning.pytorch.loggers import WandbLogger
@@ -77,6 +83,30 @@ def build_loggers(config: dict, run_dir: Path) -> list[Logger]:
         define_metrics(logger)
         loggers.append(logger)
     return loggers
+
+
+def tensorboard_logger(run_dir: Path) -> Logger:
+    """Lightning's TensorBoardLogger, with no placeholder hp_metric: the real metrics come at the end."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    try:
+        import tensorboard  # noqa: F401  (Lightning falls back to tensorboardX, which we do not ship)
+    except ImportError:
+        raise ConfigError("logger=tensorboard needs the tensorboard package. Fix: pip install 'normlab[tensorboard]' "
+                          "(or pip install tensorboard), or pick logger=csv / logger=wandb") from None
+    return TensorBoardLogger(str(run_dir), name="tensorboard", version="", default_hp_metric=False)
+
+
+def log_final_hparams(loggers: list[Logger], config: dict, scale: dict, metrics: dict) -> None:
+    """The HParams entry of a TensorBoard run: the grouping keys W&B gets too, and the run's final metrics."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    params = {**flat_config(config), "global_batch": scale.get("global_batch"), "lr": scale.get("lr"),
+              "world_size": scale.get("world_size")}
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, float)}
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(params, numbers)
 
 
 def finish_wandb(failed: bool) -> str | None:
