@@ -207,7 +207,8 @@ def test_an_experiment_not_measured_yet_says_so_and_gets_its_sweep_command():
 def test_findings_are_the_bullets_after_what_it_shows_in_the_named_section(tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "r.md").write_text(
-        "# R\n## Other (`x`)\n- not this\n## The thing (`x_y`)\nSetup:\n- a setup bullet\n\nWhat it shows:\n\n"
+        "# R\n## Other (`x`)\n- not this\n## The thing (`x_y`)\nSetup:\n- a setup bullet\n"
+        "```bash\n# a shell comment, not a heading\n```\nWhat it shows:\n\n"
         "- **One** finding,\n  over two lines.\n- Two.\n### Sub\n- Three, in a subsection.\n## Next\n- not this\n"
     )
     assert findings_mod.findings(("docs/r.md", "`x_y`"), tmp_path) == [

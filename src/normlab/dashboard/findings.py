@@ -17,12 +17,16 @@ def section(text: str, heading: str) -> list[str]:
     """The lines of the first markdown section whose heading contains ``heading``, up to the next
     heading of the same or a higher level (its subsections included)."""
     lines = text.splitlines()
+    fenced, in_code = [], False
+    for line in lines:  # a "# comment" inside a ``` block is no heading
+        in_code ^= line.startswith("```")
+        fenced.append(in_code or line.startswith("```"))
     for i, line in enumerate(lines):
-        m = re.match(r"(#+) ", line)
+        m = None if fenced[i] else re.match(r"(#+) ", line)
         if m and heading in line:
             level, body = len(m.group(1)), []
-            for nxt in lines[i + 1 :]:
-                n = re.match(r"(#+) ", nxt)
+            for j, nxt in enumerate(lines[i + 1 :], i + 1):
+                n = None if fenced[j] else re.match(r"(#+) ", nxt)
                 if n and len(n.group(1)) <= level:
                     break
                 body.append(nxt)
