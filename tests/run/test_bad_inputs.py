@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from cli_run import run_cli
 from omegaconf import OmegaConf
 
 from normlab.data.folder import load_image_folder
@@ -25,12 +23,6 @@ from normlab.run.config_check import check_config
 from normlab.run.resume import checkpoint_damage, resume_point
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_cli(*args, timeout=600):
-    env = dict(os.environ, WANDB_MODE="offline", HYDRA_FULL_ERROR="0")
-    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def one_line_error(res) -> str:
@@ -79,7 +71,7 @@ def test_skip_bad_images_leaves_them_out_with_a_count_and_a_fixed_file_is_decode
         data = load_image_folder(str(tree_with_bad_files), val_size=2, cache_dir=str(cache), skip_bad_images=True)
     assert "skipped 2 of 14 train image files" in caplog.text
     assert len(data.train) + len(data.val) == 12 and len(data.test) == 4
-    assert sorted((data.train.y.tolist() + data.val.y.tolist())) == [0] * 6 + [1] * 6  # labels stay with their images
+    assert sorted(data.train.y.tolist() + data.val.y.tolist()) == [0] * 6 + [1] * 6  # labels stay with their images
     assert len(list(cache.iterdir())) == 1
     write_jpeg(torch.zeros(3, 8, 8, dtype=torch.uint8), str(tree_with_bad_files / "train" / "cat" / "empty.jpg"))
     fixed = load_image_folder(str(tree_with_bad_files), val_size=2, cache_dir=str(cache), skip_bad_images=True)

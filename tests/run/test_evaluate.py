@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_run import run_script
 from omegaconf import OmegaConf
 
 from normlab.errors import ConfigError
@@ -16,7 +14,6 @@ from normlab.run import train
 from normlab.run.evaluate import evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
 # One epoch of a few batches, with checkpoints: best.ckpt holds the weights the training tested.
 TINY = [
     "debug=fast_dev_run",
@@ -28,6 +25,11 @@ TINY = [
     "trainer.enable_progress_bar=false",
     "logger=none",
 ]
+
+
+def run_eval(*args, timeout):
+    """``python eval.py <args>``, importing this checkout's normlab, on one thread."""
+    return run_script("eval.py", *args, timeout=timeout, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
 
 
 def eval_cfg(**kw):
@@ -53,13 +55,7 @@ def test_eval_gives_the_trainings_test_err_and_writes_eval_json(compose):
     assert plain["eval_batch"] == 25
     # The script itself: Hydra's config, the same number, eval.json rewritten.
     (run_dir / "eval.json").unlink()
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "eval.py"), f"ckpt_path={ckpt}", f"paths.log_dir={run_dir.parent / 'logs'}"],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=300,
-    )
+    out = run_eval(f"ckpt_path={ckpt}", f"paths.log_dir={run_dir.parent / 'logs'}", timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     written = json.loads((run_dir / "eval.json").read_text())
     assert written["metrics"]["test/err"] == pytest.approx(summary["metrics"]["test/err"], abs=1e-4)
@@ -79,12 +75,6 @@ def test_a_checkpoint_from_no_normlab_run_is_a_config_error(tmp_path):
 
 
 def test_eval_py_prints_one_line_for_a_bad_checkpoint(tmp_path):
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "eval.py"), f"ckpt_path={tmp_path / 'nope.ckpt'}", f"paths.log_dir={tmp_path}"],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=120,
-    )
+    out = run_eval(f"ckpt_path={tmp_path / 'nope.ckpt'}", f"paths.log_dir={tmp_path}", timeout=120)
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "Fix:" in out.stderr and "Traceback" not in out.stderr

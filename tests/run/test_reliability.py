@@ -7,14 +7,13 @@ import csv
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 import yaml
+from cli_run import run_cli
 
 from normlab.callbacks.checkpoints import AtomicCheckpointIO
 from normlab.callbacks.divergence import DivergenceGuard
@@ -324,12 +323,6 @@ def test_the_report_counts_how_runs_ended(tmp_path):
 
 
 # --- sweeps and the command line -------------------------------------------------------------
-
-def run_cli(*args, timeout=600):
-    env = dict(os.environ, WANDB_MODE="offline", HYDRA_FULL_ERROR="0")
-    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-
 
 def wandb_log(summary: dict) -> str:
     return (Path(summary["wandb_dir"]) / "logs" / "debug.log").read_text()

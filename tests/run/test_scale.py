@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from cli_run import run_cli
 
 from normlab.errors import ConfigError
 from normlab.norms import build_norm
@@ -22,13 +23,6 @@ from normlab.norms import build_norm
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["debug=fast_dev_run", "data.subset=200", "data.eval_batch=50", "task.diagnostics.precise_bn_batches=8",
         "trainer.enable_progress_bar=false", "threads=1"]  # one thread per process: the machine may have two cores
-TIMEOUT = 600  # seconds, for a subprocess that trains: generous, the test machine may be busy
-
-
-def run_cli(*args, timeout=TIMEOUT):
-    env = dict(os.environ, WANDB_MODE="offline", HYDRA_FULL_ERROR="0")
-    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def summaries(pattern: str, root: Path) -> list[dict]:
