@@ -12,12 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from normlab.errors import ConfigError
-from normlab.run.config_check import check_config
-from normlab.run.lifecycle import final_metrics
+from normlab.run.lifecycle import final_metrics, start
 from normlab.run.summary import write_json_atomic
 from normlab.run.trainer import build_trainer
 from normlab.tasks import build_task
@@ -66,12 +64,7 @@ def evaluate(cfg: DictConfig) -> dict:
     ckpt = Path(cfg.ckpt_path)
     run_dir, run_cfg = run_config(ckpt)
     run_cfg = eval_config(run_cfg, cfg)
-    check_config(run_cfg)
-    if run_cfg.get("threads"):
-        import torch
-
-        torch.set_num_threads(run_cfg.threads)
-    L.seed_everything(run_cfg.seed, workers=True, verbose=False)
+    start(run_cfg)
     trainer = build_trainer(run_cfg, run_dir, loggers=[])
     module, data = build_task(run_cfg, trainer.world_size)
     trainer.test(module, datamodule=data, ckpt_path=str(ckpt), verbose=False)

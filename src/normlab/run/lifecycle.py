@@ -56,6 +56,14 @@ def record_scale(cfg: DictConfig, trainer: L.Trainer, summary: RunSummary, logge
     return scale
 
 
+def start(cfg: DictConfig) -> None:
+    """What a process does before it builds a task from ``cfg``: check it, set its threads, seed it."""
+    check_config(cfg)
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg.threads)  # parallel jobs on one machine: one or two threads each
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+
 def train(cfg: DictConfig) -> dict:
     """Train and test one configuration; return its summary (also written to summary.json)."""
     run_dir = Path(cfg.get("resume") or cfg.paths.output_dir)
@@ -69,11 +77,8 @@ def train(cfg: DictConfig) -> dict:
         if lr_choice.apply(cfg):  # this arm's own rate: the config the run records is the one it trains with
             config = OmegaConf.to_container(cfg, resolve=True)
             summary.note(config=config)
-        check_config(cfg)
-        if cfg.get("threads"):
-            torch.set_num_threads(cfg.threads)  # parallel jobs on one machine: one or two threads each
+        start(cfg)
         keep_freed_memory_if_asked(cfg)  # no page faults for each step's activations (host_memory.py)
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
         logger_config = config
         if resume:  # the same W&B run, and the CSV rows written before the kill kept
             logger_config = OmegaConf.to_container(cfg, resolve=True)
