@@ -95,17 +95,26 @@ DASHBOARDS = {
         ),
         Dashboard(
             "norms_vision",
-            "The paper's norms (BN, LN, IN, GN) with RMSNorm, BLN and no norm on one ResNet at 32 "
-            "images per batch (Wu & He 2018, Table 1): which trains best?",
+            "Wu & He 2018, Table 1: do BN < GN < LN < IN hold on one ResNet at 32 images per batch, "
+            "each at its own learning rate, with and without weight standardization?",
             "classify",
-            ("norm_name",),
+            ("norm_name", "model.ws"),
             CLASSIFY_BN,
             findings=("docs/results.md", "`norms_vision`"),
         ),
         Dashboard(
+            "norms_vision_lr",
+            "Which base learning rate does each of Table 1's arms win with, judged on val/err "
+            "(the sweep that picks the rates of norms_vision)?",
+            "classify",
+            ("norm_name", "model.ws", LR),
+            CLASSIFY_BN,
+            headline="val/err.min",
+        ),
+        Dashboard(
             "norms_zoo",
-            "The other image norms (BatchRenorm, ghost BN, FRN, EvoNorm, switchable, ...) on the "
-            "same ResNet and settings as norms_vision: where does each land?",
+            "Every other image norm (RMSNorm, BLN, BatchRenorm, ghost BN, FRN, EvoNorm, switchable, ...) "
+            "on norms_vision's ResNet and recipe: where does each land?",
             "classify",
             ("norm_name",),
             CLASSIFY_BN,
