@@ -81,3 +81,14 @@ def test_a_training_run_records_and_trains_with_the_chosen_rate(compose, tmp_pat
     assert summary["status"] == "completed"
     assert summary["config"]["task"]["optim"]["lr"] == 0.025
     assert summary["scale"]["lr"] == pytest.approx(0.025 * 4 / 32)  # still scaled with the batch
+
+
+def test_past_edges_steps_once_beyond_each_edge_winner_and_names_the_arm_as_overrides():
+    choice = lr_choice.choose(grid([
+        ("batch", 32, 0.05, 0, 30.0), ("batch", 32, 0.1, 0, 28.0), ("batch", 32, 0.2, 0, 29.0),  # inside
+        ("layer", 32, 0.05, 0, 35.0), ("layer", 32, 0.1, 0, 36.0), ("layer", 32, 0.2, 0, 37.0),  # lowest
+        ("instance+ws", 32, 0.05, 0, 40.0), ("instance+ws", 32, 0.1, 0, 39.0), ("instance+ws", 32, 0.2, 0, 38.0),
+    ]))
+    assert sorted(lr_choice.past_edges(choice)) == [("instance+ws", 32, 0.4), ("layer", 32, 0.025)]
+    assert lr_choice.arm_overrides("instance+ws") == ["norm=instance", "model.ws=true"]
+    assert lr_choice.arm_overrides("layer") == ["norm=layer", "model.ws=false"]

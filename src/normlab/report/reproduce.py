@@ -15,7 +15,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from normlab.errors import ConfigError
+from normlab.tasks import lr_choice
 
 PARALLEL = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "threads=1"]  # two one-thread jobs on 2 cores
 
@@ -26,6 +29,7 @@ class Part:
     doc: str
     cifar: bool  # trains on CIFAR-10 (a local copy through data.root, or torchvision's download)
     steps: tuple[tuple[str, ...], ...]  # experiments, in order; "{lr_choice}" is the previous step's choice
+    extend_edges: bool = False  # the first step is an lr grid: one more rate past each edge winner, then the report
 
 
 PARTS = {
@@ -34,7 +38,8 @@ PARTS = {
                                                    ("experiment=gn_vs_bn", "task.optim.lr_choice={lr_choice}"))),
         Part("gn_groups", "docs/results.md", True, (("experiment=gn_groups",),)),
         Part("norms_vision", "docs/results.md", True, (("experiment=norms_vision_lr",),
-                                                       ("experiment=norms_vision", "task.optim.lr_choice={lr_choice}"))),
+                                                       ("experiment=norms_vision", "task.optim.lr_choice={lr_choice}")),
+             extend_edges=True),
         Part("norms_zoo", "docs/results.md", True, (("experiment=norms_zoo",),)),
         Part("lm_norms", "docs/results_lm.md", False, (("experiment=lm_norms", "seed=0,1,2"),)),
         Part("style_norms", "docs/results_style.md", False, (("experiment=style_norms",),)),
@@ -55,6 +60,22 @@ def commands(part: Part, out: Path, cifar_root: str | None) -> list[list[str]]:
     return cmds
 
 
+def past_edge_commands(sweep: Path, step: tuple[str, ...], data: list[str]) -> list[list[str]]:
+    """One run per edge winner of ``sweep``'s lr_choice.csv, one grid step beyond it, into a folder
+    of ``sweep`` (the report reads every run below it, so the choice is made again over the wider grid)."""
+    choice = pd.read_csv(sweep / "lr_choice.csv")
+    return [["python", "train.py", "-m", step[0], *lr_choice.arm_overrides(arm), f"data.batch={batch}",
+             f"task.optim.lr={lr:g}", *data, "threads=1", f"hydra.sweep.dir={sweep / 'past_edge' / f'{arm}_b{batch}'}"]
+            for arm, batch, lr in lr_choice.past_edges(choice)]
+
+
+def run_two_at_a_time(cmds: list[list[str]]) -> None:
+    """Single-run sweeps, two at once on two cores; a failed run is the report's to list."""
+    for i in range(0, len(cmds), 2):
+        for p in [subprocess.Popen([sys.executable, *c[1:]]) for c in cmds[i:i + 2]]:
+            p.wait()
+
+
 def copy_figures(sweep: Path, figures: Path) -> list[Path]:
     figures.mkdir(parents=True, exist_ok=True)
     copied = []
@@ -62,6 +83,20 @@ def copy_figures(sweep: Path, figures: Path) -> list[Path]:
         if f.exists():
             copied.append(Path(shutil.copy(f, figures / f"{sweep.name}_{f.name}")))
     return copied
+
+
+def extend(report: list[str], part: Part, cifar_root: str | None, dry_run: bool) -> None:
+    sweep = Path(report[2])
+    print(f"# one more rate past each edge winner of {sweep / 'lr_choice.csv'}, then its report again", flush=True)
+    if dry_run:
+        return
+    data = ["data=image_folder", f"data.root={cifar_root}"] if part.cifar and cifar_root else []
+    cmds = past_edge_commands(sweep, part.steps[0], data)
+    for cmd in cmds:
+        print(shlex.join(cmd), flush=True)
+    if cmds:
+        run_two_at_a_time(cmds)
+        subprocess.run([sys.executable, *report[1:]], check=False)
 
 
 def run(names: list[str], out: Path, cifar_root: str | None, dry_run: bool, figures: Path) -> dict[str, float]:
@@ -73,11 +108,13 @@ def run(names: list[str], out: Path, cifar_root: str | None, dry_run: bool, figu
         part = PARTS[name]
         print(f"# {name} -> {part.doc}", flush=True)
         start = time.time()
-        for cmd in commands(part, out, cifar_root):
+        for i, cmd in enumerate(commands(part, out, cifar_root)):
             print(shlex.join(cmd), flush=True)
             if not dry_run:
                 # A report exits 1 when a run failed: the sweep is kept and the next part still runs.
                 subprocess.run([sys.executable, *cmd[1:]], check=cmd[1] == "train.py")
+            if part.extend_edges and i == 1:  # the lr grid's report has chosen: widen it once at its edges
+                extend(cmd, part, cifar_root, dry_run)
         if not dry_run:
             for step in part.steps:
                 copy_figures(out / step[0].split("=", 1)[1], figures)

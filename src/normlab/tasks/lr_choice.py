@@ -43,6 +43,20 @@ def choose(runs: pd.DataFrame, metric: str = "val/err") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def past_edges(choice: pd.DataFrame) -> list[tuple[str, int, float]]:
+    """(arm, batch, lr) one grid step beyond every edge winner: half the lowest, twice the highest.
+    The protocol extends the grid once, so an edge winner is either confirmed or moved; one still at
+    the (new) edge afterwards stays flagged."""
+    return [(r["arm"], int(r["batch"]), r["lr"] / 2 if r["where"] == "lowest" else r["lr"] * 2)
+            for _, r in choice[choice["edge"]].iterrows()]
+
+
+def arm_overrides(arm: str) -> list[str]:
+    """The command-line overrides of an arm name (``group+ws``: ``norm=group model.ws=true``)."""
+    norm, _, ws = arm.partition("+")
+    return [f"norm={norm}", f"model.ws={'true' if ws else 'false'}"]
+
+
 def markdown(choice: pd.DataFrame, metric: str = "val/err") -> str:
     lines = [f"Learning rate chosen on {metric} (base lr at 32 images, one seed per grid point; "
              "**edge**: the winner is the grid's lowest or highest value, so a better rate may lie outside):\n",
