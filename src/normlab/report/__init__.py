@@ -14,11 +14,16 @@ import pandas as pd
 
 from normlab.report import plots
 from normlab.report.collect import Runs, collect_runs, collect_wandb
-from normlab.report.table import differences, differences_markdown, markdown, runs_frame, searched_lr, summarize
+from normlab.report.table import (
+    HEADLINE,
+    differences,
+    differences_markdown,
+    markdown,
+    runs_frame,
+    searched_lr,
+    summarize,
+)
 from normlab.tasks import lr_choice
-
-# The metric each task is judged by, and the per-epoch metric its curves show.
-HEADLINE = {"classify": ("test/err", "val/err"), "lm": ("val/loss", "val/loss"), "style": ("val/loss", "val/loss")}
 
 
 @dataclass
