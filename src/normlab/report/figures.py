@@ -153,7 +153,10 @@ def scatter(d: Dashboard, runs: list[dict], p: Panel) -> go.Figure:
             hovertemplate=f"%{{customdata[0]}}<br>seed %{{customdata[1]}}<br>{m} %{{y:.4g}}<extra></extra>",
         )
     ticks = sorted({b for _, b, _ in points})
-    fig.update_xaxes(type="log", tickvals=ticks, ticktext=[str(t) for t in ticks], autorange="reversed")
+    if ticks:  # large to small batches, as error_vs_batch.png reads (Wu & He 2018); a log range is in log10
+        pad = 0.1 * max(math.log10(ticks[-1] / ticks[0]), 0.3)
+        rng = [math.log10(ticks[-1]) + pad, math.log10(ticks[0]) - pad]
+        fig.update_xaxes(type="log", tickvals=ticks, ticktext=[str(t) for t in ticks], range=rng)
     return _layout(fig, p, f"{p.x} (log2)", f"{m}: runs, and mean ± 95% interval")
 
 
