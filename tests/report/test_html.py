@@ -66,6 +66,9 @@ def test_serve_flag_parses():
     assert parser.parse_args(["some_dir", "--serve"]).serve
 
 
+WEBGL = re.compile(r"WebGL|GL Driver Message|swiftshader", re.I)
+
+
 def browser() -> str | None:
     return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 
@@ -102,5 +105,7 @@ def test_chromium_renders_every_panel_without_console_errors(sweep, tmp_path):  
     assert len(plots) == plotted(DASHBOARDS["gn_vs_bn"])
     assert dom.count('class="main-svg"') >= len(plots)
     assert "<table" in dom and "group+ws" in dom
-    errors = [line for line in log.splitlines() if "Uncaught" in line or ("CONSOLE" in line and ":ERROR:" in line)]
+    # Chromium logs every console message at INFO, whatever its level: any but its own software-WebGL
+    # notices (plotly's parcoords draws with WebGL) fails, and every uncaught exception.
+    errors = [line for line in log.splitlines() if "Uncaught" in line or ("CONSOLE" in line and not WEBGL.search(line))]
     assert not errors, errors
