@@ -36,7 +36,7 @@ CSS = """body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1250p
 code,pre{background:#f4f4f4;padding:2px 4px;border-radius:3px;white-space:pre-wrap;word-break:break-all}
 table{border-collapse:collapse;font-size:14px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#eee;cursor:pointer}td:first-child,th:first-child{text-align:left}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:8px}
+.grid{display:grid;grid-template-columns:minmax(0,1fr);gap:8px}
 img{max-width:100%}footer{margin-top:2em;color:#666;font-size:13px}"""
 
 
@@ -108,6 +108,7 @@ def page(source: Path, title: str, task: str, runs: Runs, table: pd.DataFrame, m
                     fig,
                     full_html=False,
                     include_plotlyjs=first,
+                    default_width="100%",
                     config={"responsive": True},
                     div_id=f"panel-{kind}-{len(divs)}",
                 )
