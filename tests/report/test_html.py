@@ -109,3 +109,14 @@ def test_chromium_renders_every_panel_without_console_errors(sweep, tmp_path):  
     # notices (plotly's parcoords draws with WebGL) fails, and every uncaught exception.
     errors = [line for line in log.splitlines() if "Uncaught" in line or ("CONSOLE" in line and not WEBGL.search(line))]
     assert not errors, errors
+
+
+def test_pngs_of_the_runs_are_embedded(sweep):  # noqa: F811
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(1, 1))
+    fig.savefig(sweep / "0" / "style_grid.png")
+    plt.close(fig)
+    report(sweep)
+    page = (sweep / "index.html").read_text()
+    assert 'alt="style_grid.png" src="data:image/png;base64,' in page
