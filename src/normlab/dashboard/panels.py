@@ -16,9 +16,11 @@ switch without a base; on it the powers of two of a batch sweep are evenly space
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from normlab.dashboard.definitions import BATCH, LR, Dashboard
 from normlab.dashboard.lib import workspaces
-from normlab.report import HEADLINE
+from normlab.report.table import HEADLINE
 from normlab.run.loggers import SUMMARIES
 
 STEP = "trainer/global_step"  # every curve's step axis (WandbLogger's step metric)
@@ -40,79 +42,93 @@ def headline(d: Dashboard) -> str:
     return d.headline or summary_key(HEADLINE[d.task][0])
 
 
-def _line(wr, title: str, y: list[str], x: str):
-    return wr.LinePlot(title=title, x=x, y=y, aggregate=True, **AGG)
+@dataclass(frozen=True)
+class Panel:
+    """One panel as plain data, drawn by W&B here (``to_wandb``) and by the offline page (report/figures.py).
+
+    ``plot``: line (history metrics ``y`` per ``x``), bar (summary metrics ``y`` per group), scatter (summary
+    ``y[0]`` against config key ``x``, log x), parallel (config keys ``columns``, then summary ``y[0]``) or
+    media (image keys ``y``)."""
+
+    plot: str
+    title: str
+    y: tuple[str, ...]
+    x: str | None = None
+    columns: tuple[str, ...] = ()
 
 
-def _bar(wr, title: str, metrics: list[str]):
-    return wr.BarPlot(title=title, metrics=[wr.SummaryMetric(m) for m in metrics], aggregate=True, **AGG)
+def _against_batch(metric: str) -> Panel:
+    return Panel("scatter", f"{metric} against images per device (log x)", (metric,), BATCH)
 
 
-def _against_batch(wr, metric: str):
-    """A summary metric of every run at its images per device, x on a log scale."""
-    return wr.ScatterPlot(
-        title=f"{metric} against images per device (log x)",
-        x=wr.Config(BATCH),
-        y=wr.SummaryMetric(metric),
-        log_x=True,
-        running_ymean=True,
-    )
-
-
-def kind_panels(d: Dashboard, kind: str) -> list:
+def specs(d: Dashboard, kind: str) -> list[Panel]:
     """The panels of one kind (one section of the workspace)."""
-    wr = workspaces().wr
     h, (curve, curve_x), speed = headline(d), CURVE[d.task], THROUGHPUT[d.task]
     if kind == "headline":
-        return ([_against_batch(wr, h)] if d.batch_swept else []) + [_bar(wr, f"{h}, mean ± std over seeds", [h])]
+        return ([_against_batch(h)] if d.batch_swept else []) + [Panel("bar", f"{h}, mean ± std over seeds", (h,))]
     if kind == "val_curves":
-        return [_line(wr, f"{curve} per {curve_x}, mean ± std over seeds", [curve], curve_x)]
+        return [Panel("line", f"{curve} per {curve_x}, mean ± std over seeds", (curve,), curve_x)]
     if kind == "train_loss":
         return [
-            _line(wr, "training loss per step", ["train/loss_step"], STEP),
-            _line(wr, "training loss, epoch mean", ["train/loss_epoch"], EPOCH),
+            Panel("line", "training loss per step", ("train/loss_step",), STEP),
+            Panel("line", "training loss, epoch mean", ("train/loss_epoch",), EPOCH),
         ]
     if kind == "throughput":
-        return [_bar(wr, f"{speed} (last epoch)", [speed]), _line(wr, f"{speed} per epoch", [speed], EPOCH)]
+        return [Panel("bar", f"{speed} (last epoch)", (speed,)), Panel("line", f"{speed} per epoch", (speed,), EPOCH)]
     if kind == "batch_stats":  # eval mode vs PreciseBN vs batch statistics; only BN-family runs log the last two
-        return [_bar(wr, "test/err: eval mode, PreciseBN, batch statistics", list(BN_STATS))] + (
-            [_against_batch(wr, m) for m in BN_STATS[1:]] if d.batch_swept else []
+        return [Panel("bar", "test/err: eval mode, PreciseBN, batch statistics", BN_STATS)] + (
+            [_against_batch(m) for m in BN_STATS[1:]] if d.batch_swept else []
         )
     if kind == "parallel":
-        keys = list(dict.fromkeys([*d.arms, BATCH, LR]))
-        return [
-            wr.ParallelCoordinatesPlot(
-                title=f"{', '.join(keys)} -> {h}",
-                columns=[
-                    *(wr.ParallelCoordinatesPlotColumn(metric=wr.Config(k), log=k == BATCH or None) for k in keys),
-                    wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric(h)),
-                ],
-            )
-        ]
+        keys = tuple(dict.fromkeys([*d.arms, BATCH, LR]))
+        return [Panel("parallel", f"{', '.join(keys)} -> {h}", (h,), columns=keys)]
     if kind == "lm_loss":  # grouped by norm and norm position (the dashboard's arms)
         return [
-            _line(wr, "val/loss (nats/char) per step", ["val/loss"], STEP),
-            _line(wr, "train/loss_step (nats/char)", ["train/loss_step"], STEP),
+            Panel("line", "val/loss (nats/char) per step", ("val/loss",), STEP),
+            Panel("line", "train/loss_step (nats/char)", ("train/loss_step",), STEP),
         ]
     if kind == "lm_bpc":
         return [
-            _line(wr, "val/bpc per step", ["val/bpc"], STEP),
-            _bar(wr, "val/bpc (final)", ["val/bpc.last"]),
-            _line(wr, "train/bpc per epoch", ["train/bpc"], EPOCH),
+            Panel("line", "val/bpc per step", ("val/bpc",), STEP),
+            Panel("bar", "val/bpc (final)", ("val/bpc.last",)),
+            Panel("line", "train/bpc per epoch", ("train/bpc",), EPOCH),
         ]
     if kind == "style_loss":
         return [
-            _line(wr, "val/style (held-out style loss)", ["val/style"], EPOCH),
-            _line(wr, "val/content", ["val/content"], EPOCH),
-            _bar(wr, "val/style_drop = 1 - style / untrained style", ["val/style_drop.last"]),
+            Panel("line", "val/style (held-out style loss)", ("val/style",), EPOCH),
+            Panel("line", "val/content", ("val/content",), EPOCH),
+            Panel("bar", "val/style_drop = 1 - style / untrained style", ("val/style_drop.last",)),
         ]
     if kind == "style_images":  # content | stylized | style, logged every epoch: the latest of each run
-        return [
-            wr.MediaBrowser(
-                title="held-out images per run (content | stylized)", media_keys=[STYLE_IMAGE], gallery_axis="run"
-            )
-        ]
+        return [Panel("media", "held-out images per run (content | stylized)", (STYLE_IMAGE,))]
     raise KeyError(f"unknown panel kind {kind!r} (known: {', '.join(KINDS)})")
+
+
+def to_wandb(wr, p: Panel):
+    """The wandb-workspaces (reports v2) object of a panel."""
+    if p.plot == "line":
+        return wr.LinePlot(title=p.title, x=p.x, y=list(p.y), aggregate=True, **AGG)
+    if p.plot == "bar":
+        return wr.BarPlot(title=p.title, metrics=[wr.SummaryMetric(m) for m in p.y], aggregate=True, **AGG)
+    if p.plot == "scatter":  # a summary metric of every run at its images per device, x on a log scale
+        return wr.ScatterPlot(
+            title=p.title, x=wr.Config(p.x), y=wr.SummaryMetric(p.y[0]), log_x=True, running_ymean=True
+        )
+    if p.plot == "parallel":
+        return wr.ParallelCoordinatesPlot(
+            title=p.title,
+            columns=[
+                *(wr.ParallelCoordinatesPlotColumn(metric=wr.Config(k), log=k == BATCH or None) for k in p.columns),
+                wr.ParallelCoordinatesPlotColumn(metric=wr.SummaryMetric(p.y[0])),
+            ],
+        )
+    return wr.MediaBrowser(title=p.title, media_keys=list(p.y), gallery_axis="run")
+
+
+def kind_panels(d: Dashboard, kind: str) -> list:
+    """The W&B panels of one kind."""
+    wr = workspaces().wr
+    return [to_wandb(wr, p) for p in specs(d, kind)]
 
 
 KINDS = (

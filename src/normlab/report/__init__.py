@@ -14,11 +14,16 @@ import pandas as pd
 
 from normlab.report import plots
 from normlab.report.collect import Runs, collect_runs, collect_wandb
-from normlab.report.table import differences, differences_markdown, markdown, runs_frame, searched_lr, summarize
+from normlab.report.table import (
+    HEADLINE,
+    differences,
+    differences_markdown,
+    markdown,
+    runs_frame,
+    searched_lr,
+    summarize,
+)
 from normlab.tasks import lr_choice
-
-# The metric each task is judged by, and the per-epoch metric its curves show.
-HEADLINE = {"classify": ("test/err", "val/err"), "lm": ("val/loss", "val/loss"), "style": ("val/loss", "val/loss")}
 
 
 @dataclass
@@ -88,10 +93,25 @@ def report(source: str | Path, out_dir: str | Path | None = None, runs: Runs | N
             files.append(fig)
             text.append(f"\n![{fig.stem}]({fig.name})\n")
     (out / "results.md").write_text("\n".join(text))
+    page = _write_page(source, out, title, task, runs, table, metrics)
+    files += [page] if page else []
     result = Report(table, "\n".join(text), files, failed)
     if log_wandb:
         _log_to_wandb(result, done, title, out)
     return result
+
+
+def _write_page(source, out: Path, title: str, task: str, runs: Runs, table, metrics: list[str]) -> Path | None:
+    """index.html, if plotly is installed; else one line that says how to get it."""
+    try:
+        # Imported here, not at the top: plotly is an optional dependency (.[html]) and html imports it.
+        from normlab.report import html
+    except ImportError:
+        print("index.html skipped: plotly is not installed. Fix: pip install -e '.[html]'")
+        return None
+    path = out / "index.html"
+    path.write_text(html.page(Path(source), title, task, runs, table, metrics))
+    return path
 
 
 def _log_to_wandb(result: Report, runs: list[dict], title: str, out: Path) -> None:

@@ -42,14 +42,19 @@ def collect_runs(sweep_dir: str | Path) -> Runs:
     return out
 
 
-def curves(run: dict) -> pd.DataFrame | None:
-    """Per-epoch metrics of one run, from its CSV log (or the W&B history it came with)."""
+def history(run: dict) -> pd.DataFrame | None:
+    """Every logged row of one run (each metric at its own steps), from its CSV log or W&B history."""
     if "history" in run:
         return pd.DataFrame(run["history"])
     path = Path(run["run_dir"]) / "csv" / "metrics.csv"
-    if not path.exists():
-        return None
-    df = pd.read_csv(path)
+    return pd.read_csv(path) if path.exists() else None
+
+
+def curves(run: dict) -> pd.DataFrame | None:
+    """Per-epoch metrics of one run, from its CSV log (or the W&B history it came with)."""
+    df = history(run)
+    if df is None or "history" in run:
+        return df
     return df.groupby("epoch").last().reset_index() if "epoch" in df else df
 
 

@@ -10,6 +10,8 @@ import pandas as pd
 from normlab.report.stats import t_halfwidth, welch
 from normlab.tasks.lr_choice import arm_name
 
+# The metric each task is judged by, and the per-epoch metric its curves show.
+HEADLINE = {"classify": ("test/err", "val/err"), "lm": ("val/loss", "val/loss"), "style": ("val/loss", "val/loss")}
 # Config keys that name a configuration when a sweep varies them (the seed never does).
 AXES = ["task.name", "model.name", "data.name", "norm.num_groups", "norm.group_size", "model.norm_position"]
 
@@ -87,17 +89,20 @@ def markdown(table: pd.DataFrame, metrics: list[str]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, row in table.iterrows():
         cells = [str(row[k]) for k in keys]
-        for m in metrics:
-            mean, half = row.get(f"{m} mean"), row.get(f"{m} ci95")
-            if mean is None or pd.isna(mean):
-                cells.append("n/a")
-            else:
-                n = row.get(f"{m} count", row["seeds"])
-                spread = "" if half is None or pd.isna(half) else f" ± {half:.2f}"
-                cells.append(f"{mean:.2f}{spread}" + ("" if n == row["seeds"] else f" (n={n})"))
+        cells += [cell(row, m) for m in metrics]
         cells.append(str(row["seeds"]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def cell(row: pd.Series, metric: str) -> str:
+    """``mean ± ci95``, ``(n=k)`` when fewer seeds than the row's have the metric, ``n/a`` when none has."""
+    mean, half = row.get(f"{metric} mean"), row.get(f"{metric} ci95")
+    if mean is None or pd.isna(mean):
+        return "n/a"
+    n = row.get(f"{metric} count", row["seeds"])
+    spread = "" if half is None or pd.isna(half) else f" ± {half:.2f}"
+    return f"{mean:.2f}{spread}" + ("" if n == row["seeds"] else f" (n={n})")
 
 
 def baseline_arm(arms: list[str]) -> str:
