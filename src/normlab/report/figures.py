@@ -9,6 +9,7 @@ runs' summary.json and csv/metrics.csv. A W&B summary name ``<key>.last`` is sum
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -102,7 +103,7 @@ def bar(d: Dashboard, runs: list[dict], p: Panel) -> go.Figure:
         if not kept:
             continue
         means = [sum(values[g]) / len(values[g]) for g in kept]
-        stds = [_std(values[g]) for g in kept]
+        stds = [statistics.stdev(values[g]) if len(values[g]) > 1 else 0.0 for g in kept]
         fig.add_bar(
             x=kept,
             y=means,
@@ -113,13 +114,6 @@ def bar(d: Dashboard, runs: list[dict], p: Panel) -> go.Figure:
         )
     fig.update_layout(barmode="group")
     return _layout(fig, p, "group", "mean ± std over seeds")
-
-
-def _std(xs: list[float]) -> float:
-    if len(xs) < 2:
-        return 0.0
-    mean = sum(xs) / len(xs)
-    return math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
 
 
 def scatter(d: Dashboard, runs: list[dict], p: Panel) -> go.Figure:

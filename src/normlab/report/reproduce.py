@@ -47,12 +47,22 @@ PARTS = {
 }
 
 
+def sweep_dir(out: Path, step: tuple[str, ...]) -> Path:
+    """Where a step's sweep goes: ``<out>/<its experiment>``."""
+    return out / step[0].split("=", 1)[1]
+
+
+def data_args(part: Part, cifar_root: str | None) -> list[str]:
+    """A local CIFAR-10 copy for the parts that train on it; none: torchvision's download."""
+    return ["data=image_folder", f"data.root={cifar_root}"] if part.cifar and cifar_root else []
+
+
 def commands(part: Part, out: Path, cifar_root: str | None) -> list[list[str]]:
     """Every command of one part: a sweep per step, each followed by its report."""
-    data = ["data=image_folder", f"data.root={cifar_root}"] if part.cifar and cifar_root else []
+    data = data_args(part, cifar_root)
     cmds, previous = [], None
     for step in part.steps:
-        sweep = out / step[0].split("=", 1)[1]
+        sweep = sweep_dir(out, step)
         args = [a.format(lr_choice=previous / "lr_choice.yaml") if previous else a for a in step]
         cmds.append(["python", "train.py", "-m", *args, *data, *PARALLEL, f"hydra.sweep.dir={sweep}"])
         cmds.append(["python", "scripts/report.py", str(sweep), "--no-wandb"])
@@ -85,13 +95,13 @@ def copy_figures(sweep: Path, figures: Path) -> list[Path]:
     return copied
 
 
-def extend(report: list[str], part: Part, cifar_root: str | None, dry_run: bool) -> None:
-    sweep = Path(report[2])
+def extend(report: list[str], part: Part, out: Path, cifar_root: str | None, dry_run: bool) -> None:
+    """Widen the first step's lr grid once past its edge winners, then run its ``report`` again."""
+    sweep = sweep_dir(out, part.steps[0])
     print(f"# one more rate past each edge winner of {sweep / 'lr_choice.csv'}, then its report again", flush=True)
     if dry_run:
         return
-    data = ["data=image_folder", f"data.root={cifar_root}"] if part.cifar and cifar_root else []
-    cmds = past_edge_commands(sweep, part.steps[0], data)
+    cmds = past_edge_commands(sweep, part.steps[0], data_args(part, cifar_root))
     for cmd in cmds:
         print(shlex.join(cmd), flush=True)
     if cmds:
@@ -114,10 +124,10 @@ def run(names: list[str], out: Path, cifar_root: str | None, dry_run: bool, figu
                 # A report exits 1 when a run failed: the sweep is kept and the next part still runs.
                 subprocess.run([sys.executable, *cmd[1:]], check=cmd[1] == "train.py")
             if part.extend_edges and i == 1:  # the lr grid's report has chosen: widen it once at its edges
-                extend(cmd, part, cifar_root, dry_run)
+                extend(cmd, part, out, cifar_root, dry_run)
         if not dry_run:
             for step in part.steps:
-                copy_figures(out / step[0].split("=", 1)[1], figures)
+                copy_figures(sweep_dir(out, step), figures)
             times[name] = time.time() - start
             print(f"# {name}: {times[name] / 60:.1f} min", flush=True)
     return times
