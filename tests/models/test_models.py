@@ -61,7 +61,9 @@ def test_weight_standardization_swaps_every_conv_and_standardizes_weights():
     conv = convs[3]
     x = torch.randn(1, conv.in_channels, 8, 8)
     w = conv.weight
-    w_hat = (w - w.mean((1, 2, 3), keepdim=True)) / torch.sqrt(w.var((1, 2, 3), unbiased=False, keepdim=True) + conv.eps)
+    w_hat = (w - w.mean((1, 2, 3), keepdim=True)) / torch.sqrt(
+        w.var((1, 2, 3), unbiased=False, keepdim=True) + conv.eps
+    )
     torch.testing.assert_close(conv(x), nn.functional.conv2d(x, w_hat, None, conv.stride, conv.padding))
 
 

@@ -88,7 +88,9 @@ def test_training_running_averages_and_inference_match_the_authors_layer_over_tw
         torch.testing.assert_close(channels_last(layer.running_var[None], layout), authors.moving_Bvar)
         layer.eval()
         test = batches(layout, n=1, size=3, seed=9)[0]  # another batch size at inference: 1/m stays 1/6
-        torch.testing.assert_close(channels_last(layer(test), layout), authors.bln_inference(channels_last(test, layout)))
+        torch.testing.assert_close(
+            channels_last(layer(test), layout), authors.bln_inference(channels_last(test, layout))
+        )
 
 
 def test_a_checkpoint_loads_into_a_new_layer_and_another_image_size_is_refused_in_one_line():

@@ -89,7 +89,10 @@ def test_unset_data_root_is_a_config_error_not_an_omegaconf_traceback(compose):
                          "stem.1 (16 channels)", "blocks.0.norm1 (16 channels)", "and 16 more",
                          "Fix: set norm.num_groups to one of 1, 2, 4, 8, 16", "(16, 32, 64)"]),
     ({"num_groups": 32}, ["does not divide the channels of 7 layer(s)", "stem.1 (16 channels)", "and 4 more"]),
-    ({"num_groups": None, "group_size": 5}, ["GroupNorm with group_size=5", "norm.group_size to one of 1, 2, 4, 8, 16"]),
+    (
+        {"num_groups": None, "group_size": 5},
+        ["GroupNorm with group_size=5", "norm.group_size to one of 1, 2, 4, 8, 16"],
+    ),
 ])
 def test_groupnorm_that_does_not_fit_names_the_layers_and_the_counts_that_do(knobs, fragments):
     with pytest.raises(ConfigError) as info:

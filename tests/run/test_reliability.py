@@ -264,7 +264,9 @@ def test_divergence_is_read_on_the_host_only_every_n_steps(monkeypatch):
         guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, None, step - 1)
     assert reads == []  # three steps, a NaN among them, and not one read
     trainer.global_step = 4
-    with pytest.raises(Diverged, match="training diverged at step 2: the loss or the weights became NaN or infinite") as info:
+    with pytest.raises(
+        Diverged, match="training diverged at step 2: the loss or the weights became NaN or infinite"
+    ) as info:
         guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(3.0)}, None, 3)
     monkeypatch.undo()
     assert info.value.step == 2 and reads == [4]

@@ -106,7 +106,9 @@ def test_multirun_gives_every_job_its_own_dir_summary_and_wandb_run(tmp_path):
                   timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     summaries = [json.loads(p.read_text()) for p in tmp_path.glob("multiruns/*/*/summary.json")]
-    assert sorted((s["norm"], s["batch"]) for s in summaries) == [("batch", 2), ("batch", 8), ("group", 2), ("group", 8)]
+    assert sorted((s["norm"], s["batch"]) for s in summaries) == [
+        ("batch", 2), ("batch", 8), ("group", 2), ("group", 8)
+    ]
     assert all(s["status"] == "completed" for s in summaries)
     wandb_runs = {s["wandb_dir"] for s in summaries}
     assert len(wandb_runs) == 4 and all(Path(w).is_dir() for w in wandb_runs)

@@ -220,7 +220,9 @@ def bench(label: str, overrides: list[str], steps: int, repeats: int, warmup: in
         torch.set_num_threads(base.get("threads") or DEFAULT_THREADS)  # as run.train: both loops, the run's threads
         keep_freed_memory_if_asked(base)  # as run.train, for both loops
         for r in range(repeats):
-            cfg = compose([*overrides, f"trainer.max_steps={steps}", "trainer.max_epochs=1000"], str(Path(tmp) / f"{r}"))
+            cfg = compose(
+                [*overrides, f"trainer.max_steps={steps}", "trainer.max_epochs=1000"], str(Path(tmp) / f"{r}")
+            )
             sync = torch.cuda.synchronize if device_of(cfg)[0].type == "cuda" else (lambda: None)
             hand, normlab = Clock(sync), Clock(sync)
             with quiet():

@@ -40,7 +40,8 @@ class LastCheckpoint(Checkpoint):
             trainer.save_checkpoint(self.path, weights_only=False)
 
     def on_train_epoch_end(self, trainer, pl_module):
-        trainer.save_checkpoint(self.path, weights_only=False)  # after the epoch's validation, which runs before this hook
+        # after the epoch's validation, which runs before this hook
+        trainer.save_checkpoint(self.path, weights_only=False)
 
 
 def checkpoint_callbacks(run_dir: Path, monitor: str, mode: str, every_n_steps: int) -> list[L.Callback]:

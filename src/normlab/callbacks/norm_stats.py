@@ -19,8 +19,8 @@ so the standard metrics and later checkpoints are untouched.
 
 ``PreciseBN`` (the callback, ``precise_bn.enabled=true``) recomputes the running statistics of
 every BatchNorm-like layer (``batch_dependent`` and ``running_mean``, as ``norms.contract.Norm``
-says) before every validation and test, in the model itself: val/*, test/* and the checkpoints then use them. Under DDP each device averages
-its own batches (as BatchNorm's running statistics are per device).
+says) before every validation and test, in the model itself: val/*, test/* and the checkpoints then use them.
+Under DDP each device averages its own batches (as BatchNorm's running statistics are per device).
 
 ``EpochAverages`` restarts, at every training epoch, the running averages of layers that keep
 one epoch's plain average (``start_epoch()``: bln_paper, as its authors do).
@@ -196,9 +196,13 @@ class BatchStatDiagnostics(L.Callback):
             for suffix, model in (("precise_bn", self.precise), ("batch_stats", pl_module.model)):
                 ctx = batch_statistics(model) if suffix == "batch_stats" else contextlib.nullcontext()
                 with ctx:
-                    metrics = pl_module.evaluate(model, batch, chunk=pl_module.batch_size if suffix == "batch_stats" else None)
+                    metrics = pl_module.evaluate(
+                        model, batch, chunk=pl_module.batch_size if suffix == "batch_stats" else None
+                    )
                 for name, value in metrics.items():
-                    pl_module.log(f"test/{name}_{suffix}", value, on_epoch=True, batch_size=len(batch[-1]), sync_dist=True)
+                    pl_module.log(
+                        f"test/{name}_{suffix}", value, on_epoch=True, batch_size=len(batch[-1]), sync_dist=True
+                    )
 
 def norm_model(pl_module: L.LightningModule):
     return getattr(pl_module, "model", pl_module)

@@ -18,7 +18,14 @@ from normlab.data.splits import Split
 
 class TensorBatches(ResumableEpochs):
     def __init__(
-        self, split: Split, batch_size: int, shuffle: bool, drop_last: bool, seed: int = 0, rank: int = 0, world: int = 1
+        self,
+        split: Split,
+        batch_size: int,
+        shuffle: bool,
+        drop_last: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
     ):
         self.split, self.batch_size, self.shuffle, self.drop_last = split, batch_size, shuffle, drop_last
         self.seed, self.rank, self.world = seed, rank, world

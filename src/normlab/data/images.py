@@ -88,7 +88,9 @@ def fit(img: torch.Tensor, size: int) -> torch.Tensor:
     return F.pad(img, (left, size - w - left, top, size - h - top), value=1.0)
 
 
-def grid(rows: list[list[torch.Tensor]], header: list[str] | None = None, tile: int = 256, gap: int = 4) -> torch.Tensor:
+def grid(
+    rows: list[list[torch.Tensor]], header: list[str] | None = None, tile: int = 256, gap: int = 4
+) -> torch.Tensor:
     """Float images ``rows[r][c]`` -> one ``(3, H, W)`` float image, one tile per image, white gaps,
     with an optional text header over the columns."""
     ncols = max(len(r) for r in rows)

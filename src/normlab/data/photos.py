@@ -48,7 +48,8 @@ def skimage_image(name: str) -> torch.Tensor:
     if not callable(loader) or name.startswith("_"):
         raise ConfigError(
             f"skimage.data has no image '{name}'. "
-            f"Fix: use one of {', '.join(TRAIN_PHOTOS + HELD_OUT_PHOTOS + (STYLE_IMAGE,))}, or a file path for data.style."
+            f"Fix: use one of {', '.join(TRAIN_PHOTOS + HELD_OUT_PHOTOS + (STYLE_IMAGE,))}, "
+            "or a file path for data.style."
         )
     try:
         img = loader()
@@ -73,7 +74,9 @@ def load_skimage_photos(
 ) -> StyleImages:
     overlap = sorted(set(train) & set(val))
     if overlap:
-        raise ConfigError(f"{', '.join(overlap)} is both a training and a held-out image. Fix: remove it from data.val.")
+        raise ConfigError(
+            f"{', '.join(overlap)} is both a training and a held-out image. Fix: remove it from data.val."
+        )
     return StyleImages(
         torch.stack([square(skimage_image(n), load_size) for n in train]),
         torch.stack([square(skimage_image(n), eval_size) for n in val]),
@@ -83,7 +86,9 @@ def load_skimage_photos(
 
 def image_files(root: str) -> list[Path]:
     if not Path(root).is_dir():
-        raise ConfigError(f"data.root={root} is not a folder. Fix: point data.root at a folder of images (e.g. COCO train2014).")
+        raise ConfigError(
+            f"data.root={root} is not a folder. Fix: point data.root at a folder of images (e.g. COCO train2014)."
+        )
     files = sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ConfigError(f"data.root={root} holds no .jpg/.png images. Fix: point data.root at a folder of images.")
@@ -95,7 +100,9 @@ def decode_squares(files: list[Path], size: int, what: str, skip_bad: bool = Fal
     return torch.stack(images)
 
 
-def cached_squares(files: list[Path], size: int, cache_dir: str | None, what: str, skip_bad: bool = False) -> torch.Tensor:
+def cached_squares(
+    files: list[Path], size: int, cache_dir: str | None, what: str, skip_bad: bool = False
+) -> torch.Tensor:
     """Decode once, then load the stacked tensor from ``cache_dir``: every job of a sweep after the
     first starts in seconds, not after decoding tens of thousands of JPEGs."""
     if not cache_dir:

@@ -72,8 +72,10 @@ class StyleDataModule(L.LightningDataModule):
         if self.images is None:
             images = self.load()
             if self.crop > min(images.train.shape[-2:]):
-                raise ConfigError(f"data.crop={self.crop} is larger than the stored images ({images.train.shape[-1]} px). "
-                                  f"Fix: lower data.crop or raise data.load_size.")
+                raise ConfigError(
+                    f"data.crop={self.crop} is larger than the stored images ({images.train.shape[-1]} px). "
+                    f"Fix: lower data.crop or raise data.load_size."
+                )
             self.images = images
 
     @property

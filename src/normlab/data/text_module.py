@@ -55,7 +55,9 @@ class CharDataModule(L.LightningDataModule):
         return FixedWindows(self.ids["val"], self.block_size, self.eval_batch, self.eval_windows, *self._rank(), "val")
 
     def test_dataloader(self):
-        return FixedWindows(self.ids["test"], self.block_size, self.eval_batch, self.eval_windows, *self._rank(), "test")
+        return FixedWindows(
+            self.ids["test"], self.block_size, self.eval_batch, self.eval_windows, *self._rank(), "test"
+        )
 
 
 def build_text_datamodule(data_cfg: dict, block_size: int, seed: int) -> CharDataModule:

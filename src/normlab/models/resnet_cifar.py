@@ -71,7 +71,9 @@ class ResNetCifar(nn.Module):
             raise ConfigError(f"a CIFAR ResNet of {stages} stages has depth {2 * stages}n+2, got {depth}. "
                               f"Fix: choose such a depth, or other widths.")
         if shortcut not in ("A", "projection"):
-            raise ConfigError(f"shortcut '{shortcut}' is not one of A (zero-padding), projection. Fix: model.shortcut=A")
+            raise ConfigError(
+                f"shortcut '{shortcut}' is not one of A (zero-padding), projection. Fix: model.shortcut=A"
+            )
         n = (depth - 2) // (2 * stages)
         conv, norm = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), norm_layer(widths[0])
         self.stem = nn.Sequential(conv, norm, relu_after(norm))

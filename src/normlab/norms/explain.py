@@ -32,7 +32,9 @@ def measure(name: str, layout: str, shape: tuple[int, ...], offset: float, seed:
     out = {}
     for dtype in (torch.float64, torch.float32):
         layer = copy.deepcopy(m).to(dtype)
-        out[str(dtype).split(".")[1]] = max_diff(layer(x64.to(dtype)), REFERENCE[name](copy.deepcopy(layer), x64.to(dtype)))
+        out[str(dtype).split(".")[1]] = max_diff(
+            layer(x64.to(dtype)), REFERENCE[name](copy.deepcopy(layer), x64.to(dtype))
+        )
     xb = x64.to(torch.bfloat16)
     exact = REFERENCE[name](copy.deepcopy(m).double(), xb.double())  # the same bf16 inputs, exact math
     out["bf16 native (fp32 params, as autocast)"] = max_diff(copy.deepcopy(m)(xb), exact)
@@ -54,7 +56,8 @@ def explain(name: str, layout: str, shape: tuple[int, ...], offset: float = 4.0)
     lines = [
         f"{name}: {cls.__name__}, layout {layout}, input {tuple(shape)}",
         f"  reduces over   {cls.axes[layout]}",
-        f"  uses the batch {'yes: output of one sample depends on the others in training' if cls.batch_dependent else 'no'}",
+        "  uses the batch "
+        f"{'yes: output of one sample depends on the others in training' if cls.batch_dependent else 'no'}",
         f"  learnable      {params}",
         f"  running stats  {buffers}",
         f"  max |native - formula|, input ~ N({offset:g}, 1):",

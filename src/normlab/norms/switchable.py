@@ -153,7 +153,11 @@ class _SwitchableTokens(Function):
         rstd = torch.add(pv, qv).rsqrt_()
         xhat.mul_(rstd)
         if weight is not None:
-            y = torch.mul(xhat, weight.detach()) if bias is None else torch.addcmul(bias.detach(), xhat, weight.detach())
+            y = (
+                torch.mul(xhat, weight.detach())
+                if bias is None
+                else torch.addcmul(bias.detach(), xhat, weight.detach())
+            )
         else:
             y = xhat.add(bias.detach()) if bias is not None else xhat.clone()
         ctx.save_for_backward(x, xhat, rstd, weight)

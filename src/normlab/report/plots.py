@@ -38,7 +38,9 @@ def batch_stat_gap(table: pd.DataFrame, out: Path, title: str) -> Path | None:
     """For batch-dependent norms: test error in eval mode, with batch statistics, and with PreciseBN."""
     cols = {"test/err": "eval mode (running averages)", "test/err_batch_stats": "batch statistics (train mode)",
             "test/err_precise_bn": "PreciseBN"}
-    rows = table.dropna(subset=["test/err_batch_stats mean"]) if "test/err_batch_stats mean" in table else table.iloc[0:0]
+    rows = (
+        table.dropna(subset=["test/err_batch_stats mean"]) if "test/err_batch_stats mean" in table else table.iloc[0:0]
+    )
     if rows.empty:
         return None
     arms = sorted(rows["arm"].unique())

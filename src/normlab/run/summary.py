@@ -26,7 +26,10 @@ def write_json_atomic(path: Path, data: dict) -> None:
         f.write(json.dumps(data, indent=2, default=str))
 
 
-def code_version(root: Path = Path(__file__).resolve().parents[3]) -> dict | None:
+REPO_ROOT = Path(__file__).resolve().parents[3]  # the checkout holding src/normlab, when run from one
+
+
+def code_version(root: Path = REPO_ROOT) -> dict | None:
     """The git commit of the normlab checkout that ran, and whether tracked files differed from it.
 
     A result counts when a committed command reproduces it: this says which code that was.

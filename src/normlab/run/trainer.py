@@ -32,7 +32,9 @@ NORMLAB_TRAINER_KEYS = ("channels_last", "compile", "keep_freed_memory")
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, loggers) -> L.Trainer:
-    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if k not in NORMLAB_TRAINER_KEYS}
+    kwargs = {
+        k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if k not in NORMLAB_TRAINER_KEYS
+    }
     # The loss is checked for NaN/inf on the host only as often as it is logged.
     callbacks = [Throughput(), ResumeState(), DivergenceGuard(kwargs.get("log_every_n_steps") or 50)]
     # Callbacks only where they have work: Lightning calls every callback at every hook of

@@ -155,7 +155,9 @@ class StyleTransfer(L.LightningModule):
 
 def build_style(cfg: DictConfig, world_size: int):
     if cfg.model.name != "style_net":
-        raise ConfigError(f"task=style trains a transformation network, not model={cfg.model.name}. Fix: set model=style_net.")
+        raise ConfigError(
+            f"task=style trains a transformation network, not model={cfg.model.name}. Fix: set model=style_net."
+        )
     data = build_style_datamodule(OmegaConf.to_container(cfg.data, resolve=True), cfg.seed)
     data.setup()
     net_cfg = {"model": OmegaConf.to_container(cfg.model, resolve=True),
@@ -163,8 +165,10 @@ def build_style(cfg: DictConfig, world_size: int):
     model = build_model(net_cfg["model"], net_cfg["norm"])
     lc = cfg.task.loss
     net = build_loss_network(lc.network, [lc.content_layer, *lc.style_layers], lc.get("width", 1.0))
-    loss = PerceptualLoss(net, lc.content_layer, list(lc.style_layers), lc.content_weight, lc.style_weight, lc.tv_weight,
-                          lc.get("gram", "plain"))
+    loss = PerceptualLoss(
+        net, lc.content_layer, list(lc.style_layers), lc.content_weight, lc.style_weight, lc.tv_weight,
+        lc.get("gram", "plain"),
+    )
     optim_cfg = OmegaConf.to_container(cfg.task.optim, resolve=True)
     module = StyleTransfer(model, loss, data.style, optim_cfg, cfg.data.batch * world_size, net_cfg,
                            cfg.data.get("eval_batch", 16))

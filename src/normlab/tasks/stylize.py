@@ -24,7 +24,9 @@ from normlab.models import build_model
 def load_style_net(ckpt_path: str | Path) -> nn.Module:
     """The transformation network of a style-task checkpoint, in eval mode, on the CPU."""
     if not Path(ckpt_path).is_file():
-        raise ConfigError(f"no checkpoint at {ckpt_path}. Fix: pass <run dir>/checkpoints/last.ckpt of a task=style run.")
+        raise ConfigError(
+            f"no checkpoint at {ckpt_path}. Fix: pass <run dir>/checkpoints/last.ckpt of a task=style run."
+        )
     # weights_only=False: Lightning checkpoints hold plain Python objects besides tensors; only
     # load checkpoints you trust.
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -33,7 +35,9 @@ def load_style_net(ckpt_path: str | Path) -> nn.Module:
     cfg = ckpt["style_net"]
     net = build_model(cfg["model"], cfg["norm"])
     prefix = "model."
-    state = {k[len(prefix):].replace("_orig_mod.", ""): v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    state = {
+        k[len(prefix):].replace("_orig_mod.", ""): v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)
+    }
     net.load_state_dict(state)
     return net.eval()
 
