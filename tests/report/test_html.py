@@ -120,3 +120,12 @@ def test_pngs_of_the_runs_are_embedded(sweep):  # noqa: F811
     report(sweep)
     page = (sweep / "index.html").read_text()
     assert 'alt="style_grid.png" src="data:image/png;base64,' in page
+
+
+def test_lm_samples_of_the_runs_are_shown(sweep):  # noqa: F811
+    text = "--- sample 0 (seed 0, temperature 0.8) ---\nROMEO: <what> & more"
+    (sweep / "0" / "samples.txt").write_text(text)
+    report(sweep)
+    page = (sweep / "index.html").read_text()
+    assert "Text sampled from the models" in page
+    assert html.escape(text) in page and "<what>" not in page

@@ -2,7 +2,8 @@
 
 It holds the sweep's command and commits, the results table (sortable; mean ± 95% interval as in results.md),
 the panels of the experiment's dashboard definition (dashboard/definitions.py, the same list the W&B workspace
-shows), the runs that did not complete, and the images the runs wrote. plotly is optional (``.[html]``).
+shows), the runs that did not complete, the images the runs wrote (style grids) and the text the language
+models sampled (``samples.txt``). plotly is optional (``.[html]``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from normlab.report.table import cell
 
 PANELS = {"classify": CLASSIFY_BN, "lm": LM, "style": STYLE}
 MAX_IMAGES = 24  # PNGs embedded from the run directories; a page of hundreds would not open
+MAX_SAMPLES = 24  # runs whose samples.txt is shown, for the same reason
 SORT_JS = """
 document.querySelectorAll("table.sortable th").forEach((th, i) => th.addEventListener("click", () => {
   const body = th.closest("table").tBodies[0], up = th.dataset.dir !== "asc";
@@ -92,6 +94,18 @@ def images_html(runs: list[dict]) -> str:
     return f'<h2>Images from the runs</h2><div class="grid">{"".join(tags)}</div>' if tags else ""
 
 
+def samples_html(runs: list[dict]) -> str:
+    """The text each language model sampled at the end of training (tasks/samples.py), one folded block per run."""
+    found = [(r, Path(str(r.get("run_dir"))) / "samples.txt") for r in runs]
+    found = [(r, p) for r, p in found if p.is_file()][:MAX_SAMPLES]
+    blocks = [
+        f"<details><summary>{html.escape(str(r.get('norm')))}, batch {r.get('batch')}, seed {r.get('seed')} "
+        f"(<code>{html.escape(p.parent.name)}</code>)</summary><pre>{html.escape(p.read_text())}</pre></details>"
+        for r, p in found
+    ]
+    return f"<h2>Text sampled from the models</h2>{''.join(blocks)}" if blocks else ""
+
+
 def page(source: Path, title: str, task: str, runs: Runs, table: pd.DataFrame, metrics: list[str]) -> str:
     done = runs.completed
     d = definition(title, task, done)
@@ -132,6 +146,7 @@ def page(source: Path, title: str, task: str, runs: Runs, table: pd.DataFrame, m
         *sections,
         failures_html(runs),
         images_html(done),
+        samples_html(done),
         "<footer>On a remote machine: <code>python -m http.server -d &lt;this directory&gt; 8000</code> and "
         "open port 8000, or <code>python scripts/report.py &lt;dir&gt; --serve</code>.</footer>",
     ]
