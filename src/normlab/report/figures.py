@@ -103,6 +103,7 @@ def bar(d: Dashboard, runs: list[dict], p: Panel) -> go.Figure:
         if not kept:
             continue
         means = [sum(values[g]) / len(values[g]) for g in kept]
+        # std, not the table's t-interval: the W&B bar panel of the same spec can only show std (AGG)
         stds = [statistics.stdev(values[g]) if len(values[g]) > 1 else 0.0 for g in kept]
         fig.add_bar(
             x=kept,
