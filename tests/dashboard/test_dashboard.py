@@ -298,3 +298,19 @@ def test_docs_table_lists_every_definition_as_it_is():
         keys = ", ".join(f"`{k}`" for k in d.group_by)
         row = f"| `{d.experiment}` | {d.task} | {keys} | `{dash_panels.headline(d)}` | {', '.join(d.panels)} |"
         assert row in doc, f"docs/dashboards.md: no row {row}"
+
+
+
+def test_the_dumped_workspace_is_drawn_one_box_per_panel(monkeypatch, capsys, tmp_path):
+    spec = tmp_path / "spec.json"
+    run_script(monkeypatch, capsys, "--entity", "e", "--project", "p", "--experiment", "gn_vs_bn", "--dump", str(spec))
+    script = runpy.run_path(str(ROOT / "scripts" / "draw_workspace.py"))
+    dumped = json.loads(spec.read_text())
+    texts = script["draw"](dumped, tmp_path / "ws.png")
+    panels = [p for s in dumped["workspace"]["spec"]["section"]["panelBankConfig"]["sections"] for p in s["panels"]]
+    assert len(texts) == len(panels) == 11
+    assert all(t.startswith(p["viewType"]) for t, p in zip(texts, panels, strict=True))
+    assert (tmp_path / "ws.png").stat().st_size > 1000
+    (tmp_path / "bad.json").write_text("{}")
+    assert script["main"]([str(tmp_path / "bad.json")]) == 2
+    assert "is not a spec of scripts/dashboard.py --dump" in capsys.readouterr().err
