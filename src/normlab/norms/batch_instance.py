@@ -1,5 +1,6 @@
 """Batch-Instance Normalization (Nam & Kim, 2018, "Batch-Instance Normalization for Adaptively
-Style-Invariant Neural Networks", Eq. 4-6).
+Style-Invariant Neural Networks";
+authors' code: github.com/hyeonseob-nam/Batch-Instance-Normalization).
 
     x_B = (x - mu_B) / sqrt(var_B + eps)      BatchNorm's standardization
     x_I = (x - mu_I) / sqrt(var_I + eps)      InstanceNorm's
@@ -9,7 +10,7 @@ Style-Invariant Neural Networks", Eq. 4-6).
 - ``nlc``:  BN part over (N, L) per channel, IN part over L per sample and channel (so a
   token sees later tokens, in training and in eval).
 
-rho is learned and kept in [0, 1] by projection, as the paper's Eq. 6 clips it after every
+rho is learned and kept in [0, 1] by projection, clipped after every
 update: at the start of each training forward, before it is used, rho is clipped in place
 (which is the clip after the previous optimizer step); eval mode uses the clipped value without
 writing it. It starts at 1, pure BatchNorm, and learns at ``rho_lr`` = 10 times the learning
@@ -58,7 +59,7 @@ class BatchInstanceNorm(AffineNorm):
     def gate(self) -> torch.Tensor:
         """rho, projected onto [0, 1]."""
         if self.training:
-            self.rho.data.clamp_(0.0, 1.0)  # the clip of Eq. 6, after the last step; not an autograd op
+            self.rho.data.clamp_(0.0, 1.0)  # the clip after the last step; not an autograd op
             return self.rho
         return self.rho.clamp(0.0, 1.0)
 

@@ -1,6 +1,6 @@
 """Batch Layer Normalization with pooled statistics, a variant of the layer of Ziaee & Cano
-(Ziaee & Cano, 2022, "Batch Layer Normalization, a new normalization layer for CNNs and RNNs",
-Sec. 3); the authors' own layer is ``bln_paper``.
+(Ziaee & Cano, 2022, "Batch Layer Normalization, a new normalization layer for CNNs and RNNs");
+the authors' own layer is ``bln_paper``.
 
 BLN normalizes x once with batch statistics and once with layer (feature) statistics and
 mixes the two with a weight set by the inverse mini-batch size m:

@@ -1,5 +1,5 @@
 """Batch Layer Normalization as its authors run it (Ziaee & Cano, 2022, "Batch Layer
-Normalization, a new normalization layer for CNNs and RNNs", Sec. 3; their Keras layer
+Normalization, a new normalization layer for CNNs and RNNs"; their Keras layer
 ``bln_layer`` and callback ``bln_callback``, github.com/A2Amir/Batch-Layer-Normalization).
 
     x_B = (x - mu_B) / sqrt(var_B + eps)       over the batch axis N only

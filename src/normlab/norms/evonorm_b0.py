@@ -1,5 +1,6 @@
-"""EvoNorm-B0 (Liu, Brock, Simonyan & Le, 2020, "Evolving Normalization-Activation Layers",
-Fig. 1 and Table 1), a normalization and an activation in one layer:
+"""EvoNorm-B0 (Liu, Brock, Simonyan & Le, 2020, "Evolving Normalization-Activation Layers";
+authors' code: github.com/tensorflow/tpu, models/official/resnet),
+a normalization and an activation in one layer:
 
     y = x / max( sqrt(s2_batch(x) + eps),  v1 * x + sqrt(s2_instance(x) + eps) ) * gamma + beta
 

@@ -1,5 +1,6 @@
-"""EvoNorm-S0 (Liu, Brock, Simonyan & Le, 2020, "Evolving Normalization-Activation Layers",
-Fig. 1 and Table 1), a normalization and an activation in one layer, batch-independent:
+"""EvoNorm-S0 (Liu, Brock, Simonyan & Le, 2020, "Evolving Normalization-Activation Layers";
+authors' code: github.com/tensorflow/tpu, models/official/resnet),
+a normalization and an activation in one layer, batch-independent:
 
     y = x * sigmoid(v1 * x) / sqrt(s2_group(x) + eps) * gamma + beta
 

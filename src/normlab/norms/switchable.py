@@ -1,5 +1,6 @@
 """Switchable Normalization (Luo, Ren, Peng, Zhang & Li, 2018, "Differentiable Learning-to-
-Normalize via Switchable Normalization", Eq. 3-5).
+Normalize via Switchable Normalization";
+authors' code: github.com/switchablenorms/Switchable-Normalization).
 
 One mean and one variance per position, each a softmax-weighted mix of InstanceNorm's,
 LayerNorm's and BatchNorm's statistics, with separate importance weights for the two:
@@ -9,7 +10,7 @@ LayerNorm's and BatchNorm's statistics, with separate importance weights for the
     y     = gamma * (x - mu) / sqrt(var + eps) + beta
 
 - ``nchw``: IN over (H, W) per sample and channel, LN over (C, H, W) per sample, BN over
-  (N, H, W) per channel. As in the paper (Eq. 5), LN and BN statistics are computed from the IN
+  (N, H, W) per channel. As in the paper, LN and BN statistics are computed from the IN
   ones (means of means, and E[x^2] - mu^2), so x is reduced only once.
 - ``nlc``:  IN over L per sample and channel, LN over C per token, BN over (N, L) per channel.
   Here LN's axes do not contain IN's, so LN takes a second reduction over x, and the mixed
@@ -60,7 +61,7 @@ class SwitchableNorm(AffineNorm):
     ):
         super().__init__(num_channels, layout, eps, affine)
         self.momentum = momentum
-        self.mean_weight = nn.Parameter(torch.zeros(len(PARTS)))  # lambda of Eq. 3, for (in, ln, bn)
+        self.mean_weight = nn.Parameter(torch.zeros(len(PARTS)))  # the paper's lambda, for (in, ln, bn)
         self.var_weight = nn.Parameter(torch.zeros(len(PARTS)))
         add_running_stats(self, num_channels)
 
