@@ -40,9 +40,9 @@ def draw(spec: dict, out: Path) -> list[str]:
     ax.set_axis_off()
     ax.set_xlim(0, PER_ROW + 1)
     ax.set_ylim(len(rows), -0.8)
-    d = spec["definition"]
-    ax.text(0, -0.45, f"{ws['displayName']}: runs of group {d.get('group', spec['experiment'])}, grouped by "
-            f"{', '.join(d.get('group_by', []))}", fontsize=12, weight="bold", va="center")
+    group_by = ", ".join(spec["definition"]["group_by"])  # the filter is the experiment's W&B group, as dashboard.spec
+    ax.text(0, -0.45, f"{ws['displayName']}: runs of group {spec['experiment']}, grouped by {group_by}",
+            fontsize=12, weight="bold", va="center")
     texts = []
     for y, (name, panels) in enumerate(rows):
         ax.text(0.02, y + 0.5, "\n".join(textwrap.wrap(name, 16)), fontsize=10, weight="bold", va="center")
