@@ -112,6 +112,15 @@ DASHBOARDS = {
             headline="val/err.min",
         ),
         Dashboard(
+            "norms_vision_long",
+            "Do plain GN, LN and IN close their gap to BN in norms_vision when they train for 16 epochs "
+            "instead of 4, each at the rate norms_vision_lr chose?",
+            "classify",
+            ("norm_name",),
+            CLASSIFY_BN,
+            findings=("docs/results.md", "`norms_vision_long`"),
+        ),
+        Dashboard(
             "norms_zoo",
             "Every other image norm (RMSNorm, BLN, BatchRenorm, ghost BN, FRN, EvoNorm, switchable, ...) "
             "on norms_vision's ResNet and recipe: where does each land?",

@@ -28,7 +28,7 @@ class Part:
     name: str
     doc: str
     cifar: bool  # trains on CIFAR-10 (a local copy through data.root, or torchvision's download)
-    steps: tuple[tuple[str, ...], ...]  # experiments, in order; "{lr_choice}" is the previous step's choice
+    steps: tuple[tuple[str, ...], ...]  # experiments, in order; "{lr_choice}": previous step's choice, "{out}": --out
     extend_edges: bool = False  # the first step is an lr grid: one more rate past each edge winner, then the report
 
 
@@ -40,6 +40,9 @@ PARTS = {
         Part("norms_vision", "docs/results.md", True,
              (("experiment=norms_vision_lr",), ("experiment=norms_vision", "task.optim.lr_choice={lr_choice}")),
              extend_edges=True),
+        # after norms_vision: its arms for 16 epochs, each at the rate norms_vision_lr chose
+        Part("norms_vision_long", "docs/results.md", True,
+             (("experiment=norms_vision_long", "task.optim.lr_choice={out}/norms_vision_lr/lr_choice.yaml"),)),
         Part("norms_zoo", "docs/results.md", True, (("experiment=norms_zoo",),)),
         Part("lm_norms", "docs/results_lm.md", False, (("experiment=lm_norms", "seed=0,1,2"),)),
         # seeds 0-2 for every norm: the docs' two sweeps (seed 0 of all five, seeds 1-2 of three) in one
@@ -64,7 +67,7 @@ def commands(part: Part, out: Path, cifar_root: str | None) -> list[list[str]]:
     cmds, previous = [], None
     for step in part.steps:
         sweep = sweep_dir(out, step)
-        args = [a.format(lr_choice=previous / "lr_choice.yaml") if previous else a for a in step]
+        args = [a.format(out=out, lr_choice=previous / "lr_choice.yaml" if previous else None) for a in step]
         cmds.append(["python", "train.py", "-m", *args, *data, *PARALLEL, f"hydra.sweep.dir={sweep}"])
         cmds.append(["python", "scripts/report.py", str(sweep), "--no-wandb"])
         previous = sweep
