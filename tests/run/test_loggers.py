@@ -37,7 +37,7 @@ def test_run_names_say_the_experiment_and_tell_the_arms_of_a_sweep_apart(compose
         return run_name(OmegaConf.to_container(compose(list(overrides)), resolve=True))
 
     gn = name("experiment=gn_groups", "norm.num_groups=4", "seed=1")
-    assert gn.startswith("gn_groups/group-g4-ws-b32-resnet8-s1-")
+    assert gn.startswith("gn_groups/group-g4-ws-b32-resnet10-s1-")
     # Arms that differ only below the norm's name, model.ws or the learning rate.
     arms = [name("experiment=gn_vs_bn", f"variant={v}", "data.batch=4") for v in ("gn", "gn_ws")]
     arms += [name("experiment=gn_vs_bn", "variant=bn", "data.batch=4", f"task.optim.lr={lr}") for lr in (0.1, 0.2)]
