@@ -66,3 +66,17 @@ def test_report_shows_intervals_and_differences(tmp_path):
     assert diffs.loc["batch batch 2 - batch 32"]["diff"] == pytest.approx(10.0)
     assert at2["ci95"] == pytest.approx(T_975_4 * math.sqrt(2 / 3), abs=1e-3)
     assert f"| group - batch | 2 | -10.00 ± {at2['ci95']:.2f} | 3/3 | yes |" in result.markdown
+
+
+def test_an_ablation_of_one_knob_compares_each_value_with_the_first(tmp_path):
+    for i, (groups, seed) in enumerate((g, s) for g in (1, 4, 16) for s in (0, 1, 2)):
+        run = fake_run(tmp_path, i, "group", True, 32, seed, metrics={"test/err": 30 - (groups > 1) * 5 + seed})
+        summary = json.loads((run / "summary.json").read_text())
+        summary["config"]["norm"]["num_groups"] = groups
+        (run / "summary.json").write_text(json.dumps(summary))
+    runs = [json.loads((p / "summary.json").read_text()) for p in sorted(tmp_path.iterdir()) if p.is_dir()]
+    diffs = differences(runs, "test/err").set_index("compared")
+    assert list(diffs.index) == ["num_groups=4 - num_groups=1", "num_groups=16 - num_groups=1"]
+    assert diffs["diff"].tolist() == pytest.approx([-5.0, -5.0])
+    assert diffs["ci95"].tolist() == pytest.approx([T_975_4 * math.sqrt(2 / 3)] * 2, abs=1e-3)
+    assert diffs["significant"].all()

@@ -111,9 +111,10 @@ def baseline_arm(arms: list[str]) -> str:
 
 
 def differences(runs: list[dict], metric: str) -> pd.DataFrame:
-    """Each arm minus the baseline arm at every batch size, and each arm's smallest batch minus its
-    largest, as Welch intervals over seeds. Rows: what is compared, the difference, its half-width,
-    the seeds on each side, and whether the interval excludes 0."""
+    """Each arm minus the baseline arm at every batch size, each arm's smallest batch minus its
+    largest, and in a sweep of one knob of one arm each value minus the first, as Welch intervals over
+    seeds. Rows: what is compared, the difference, its half-width, the seeds on each side, and whether
+    the interval excludes 0."""
     df = runs_frame(runs)
     if df.empty or metric not in df.columns:
         return pd.DataFrame()
@@ -132,6 +133,10 @@ def differences(runs: list[dict], metric: str) -> pd.DataFrame:
             if len(batches) > 1:
                 lo, hi = batches[0], batches[-1]
                 rows.append(_row(where, f"{a} batch {lo} - batch {hi}", None, welch(values[(a, lo)], values[(a, hi)])))
+    if df["arm"].nunique() == 1 and len(axes) == 1:  # an ablation of one knob (gn_groups' G): each value - the first
+        name, by = axes[0].split(".")[-1], {v: g[metric].tolist() for v, g in df.groupby(axes[0])}
+        first, *rest = sorted(by)
+        rows += [_row("", f"{name}={v} - {name}={first}", None, welch(by[v], by[first])) for v in rest]
     return pd.DataFrame(rows)
 
 
