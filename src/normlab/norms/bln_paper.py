@@ -50,6 +50,15 @@ from normlab.norms.precision import upcast
 SHIFT = 1e-4  # the authors' shift of the two weights
 
 
+def centered(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x - mean, the biased variance and the mean over ``dim``, in two passes: ``torch.var_mean``
+    over a dim that is not the innermost is several times slower on a CPU (docs/performance.md),
+    and x - mean is needed for the output anyway."""
+    mu = x.mean(dim, keepdim=True)
+    d = x - mu
+    return d, d.square().mean(dim, keepdim=True), mu
+
+
 class BatchLayerNormPaper(AffineNorm):
     axes = {
         "nchw": "N per (c, h, w), mixed with C per (n, h, w)",
@@ -78,23 +87,24 @@ class BatchLayerNormPaper(AffineNorm):
         check_input(x, self.layout, self.num_channels, "BatchLayerNormPaper")
         channel = 1 if self.layout == "nchw" else -1
         xs = upcast(x)
-        var_f, mu_f = torch.var_mean(xs, channel, correction=0, keepdim=True)
+        d_f, var_f, _ = centered(xs, channel)
         self._materialize(x)
         if self.training or not self.batch_moving:
-            var_b, mu_b = torch.var_mean(xs, 0, correction=0, keepdim=True)
+            d_b, var_b, mu_b = centered(xs, 0)
         if self.training:
             self.layer_weight.fill_(1.0 / x.shape[0])
             self._update(mu_b, var_b, x.shape[0])
-        if not self.training:
+        if not self.training and self.batch_moving:
             # Tokens: a shorter sequence (sampling) takes the statistics of its first positions.
             rows = slice(None) if self.layout == "nchw" else slice(0, x.shape[1])
-            mu_run = self.running_mean[rows].unsqueeze(0).to(xs.dtype)
-            var_run = self.running_var[rows].unsqueeze(0).to(xs.dtype)
-            mu_b, var_b = (mu_run, var_run) if self.batch_moving else (mu_b, var_b)
-        w = self.layer_weight.to(xs.dtype)
-        x_f = (xs - mu_f) * torch.rsqrt(var_f + self.eps)
-        x_b = (xs - mu_b) * torch.rsqrt(var_b + self.eps)
-        y = ((w - SHIFT) * x_f + (1 - w - SHIFT) * x_b) / math.sqrt(self.num_channels)
+            var_b = self.running_var[rows].unsqueeze(0).to(xs.dtype)
+            d_b = xs - self.running_mean[rows].unsqueeze(0).to(xs.dtype)
+        w, root_c = self.layer_weight.to(xs.dtype), math.sqrt(self.num_channels)
+        # y = ((w - shift) x_F + (1 - w - shift) x_B) / sqrt(C), with the weights and 1/sqrt(C) folded
+        # into the two per-position factors, so that only two products of x's size remain.
+        a_f = (w - SHIFT) / root_c * torch.rsqrt(var_f + self.eps)
+        a_b = (1 - w - SHIFT) / root_c * torch.rsqrt(var_b + self.eps)
+        y = torch.addcmul(d_f * a_f, d_b, a_b)
         if self.weight is not None:
             y = torch.addcmul(per_channel(self.bias, y, self.layout), y, per_channel(self.weight, y, self.layout))
         return y.to(x.dtype)
