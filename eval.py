@@ -1,7 +1,7 @@
 """Evaluate a trained checkpoint on the test split, without training; writes eval.json in its run.
 
 python eval.py ckpt_path=logs/runs/<run>/checkpoints/best.ckpt
-python eval.py ckpt_path=<ckpt> eval_batch=100 batch_stats=true precise_bn.enabled=true
+python eval.py ckpt_path=<ckpt> eval_batch=100 batch_stats=true precise_bn=200
 """
 
 import json

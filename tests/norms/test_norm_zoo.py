@@ -400,9 +400,9 @@ def test_a_run_with_precise_bn_recomputes_before_val_and_test_and_logs_mixing_we
         return calls[-1]
 
     monkeypatch.setattr(PreciseBN, "recompute", counting)
-    cfg = compose(["norm=switchable", "model=resnet8", "precise_bn.enabled=true", "precise_bn.batches=3",
+    cfg = compose(["norm=switchable", "model=resnet8", "callbacks=precise_bn", "callbacks.precise_bn.num_batches=3",
                    "debug=fast_dev_run", "data.subset=200", "data.batch=4", "data.eval_batch=50",
-                   "task.diagnostics.batch_stats=false", "logger=csv"])
+                   "~callbacks.batch_stats", "logger=csv"])
     assert train(cfg)["status"] == "completed"
     assert calls == [3, 3]  # before validation and before test, 3 training batches each
     header = next(Path(cfg.paths.output_dir).rglob("metrics.csv")).read_text().splitlines()[0]

@@ -41,7 +41,7 @@ def sweep(tmp_path_factory):
         "-m", "experiment=gn_vs_bn", *(f"{k}={','.join(map(str, v))}" for k, v in ARMS.items()),
         "data=image_folder", f"data.root={root / 'tree'}", "data.subset=null", "data.val_size=10",
         "data.eval_batch=20", "debug=fast_dev_run", "trainer.max_epochs=2", "threads=1",
-        "task.diagnostics.precise_bn_batches=2", f"paths.cache_dir={root / 'cache'}",
+        "callbacks.batch_stats.precise_batches=2", f"paths.cache_dir={root / 'cache'}",
         f"hydra.sweep.dir={root / 'sweep'}",
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]

@@ -11,7 +11,7 @@ from normlab.run import train
 from normlab.run.loggers import SUMMARIES, define_metrics, run_name
 
 FAST = ["debug=fast_dev_run", "data.subset=200", "data.batch=8", "data.eval_batch=50",
-        "task.diagnostics.precise_bn_batches=2", "trainer.enable_progress_bar=false"]
+        "callbacks.batch_stats.precise_batches=2", "trainer.enable_progress_bar=false"]
 
 
 def test_val_curves_keep_their_best_and_final_value_in_the_summary():

@@ -32,7 +32,7 @@ SHORT = ["logger=csv", "threads=1", "trainer.enable_progress_bar=false", "traine
          "checkpoint.every_n_steps=4"]
 # ResNet-8 on 200 MNIST digits, 12 steps an epoch (8 images left out).
 TINY = [*SHORT, "model=resnet8", "data.subset=200", "data.batch=16", "data.eval_batch=100",
-        "task.diagnostics.batch_stats=false"]
+        "~callbacks.batch_stats"]
 # The other tasks' training loaders draw random windows and crops: 10 steps an epoch.
 TINY_TASKS = {
     "lm": [*SHORT, "task=lm", "model.n_layer=1", "model.n_head=2", "model.n_embd=16", "model.block_size=16",

@@ -21,7 +21,7 @@ from normlab.errors import ConfigError
 from normlab.norms import build_norm
 
 ROOT = Path(__file__).resolve().parents[2]
-FAST = ["debug=fast_dev_run", "data.subset=200", "data.eval_batch=50", "task.diagnostics.precise_bn_batches=8",
+FAST = ["debug=fast_dev_run", "data.subset=200", "data.eval_batch=50", "callbacks.batch_stats.precise_batches=8",
         "trainer.enable_progress_bar=false", "threads=1"]  # one thread per process: the machine may have two cores
 
 

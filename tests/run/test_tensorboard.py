@@ -13,7 +13,7 @@ FAST = [
     "data.subset=200",
     "data.batch=8",
     "data.eval_batch=50",
-    "task.diagnostics.precise_bn_batches=2",
+    "callbacks.batch_stats.precise_batches=2",
     "trainer.enable_progress_bar=false",
 ]
 

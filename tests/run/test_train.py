@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FAST = ["debug=fast_dev_run", "data.subset=200"]
 # The batch-statistics diagnostics of batch-dependent norms still run, on 50 test images (in
 # chunks of 2) and 8 PreciseBN batches instead of 500 and 200: ten times fewer forwards.
-SMALL_EVAL = ["data.eval_batch=50", "task.diagnostics.precise_bn_batches=8"]
+SMALL_EVAL = ["data.eval_batch=50", "callbacks.batch_stats.precise_batches=8"]
 
 
 def run_cli(*args, cwd=ROOT, timeout=300):

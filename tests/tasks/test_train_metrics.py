@@ -25,7 +25,7 @@ def test_epoch_mean_is_the_mean_of_the_step_losses_and_the_summary_keeps_lightni
     cfg = compose(["norm=group", "model=resnet8", "data.subset=200", "data.batch=16", "logger=csv",
                    "trainer.max_epochs=1", "trainer.log_every_n_steps=1", "trainer.limit_val_batches=1",
                    "trainer.limit_test_batches=1", "trainer.enable_checkpointing=false",
-                   "trainer.enable_progress_bar=false", "task.diagnostics.batch_stats=false"])
+                   "trainer.enable_progress_bar=false", "~callbacks.batch_stats"])
     summary = train(cfg)
     with open(Path(cfg.paths.output_dir) / "csv" / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -17,7 +17,7 @@ adds the two besides eval mode to the test metrics of every run with a batch-dep
 Both evaluate a copy of the model, or restore every buffer and attribute of it afterwards,
 so the standard metrics and later checkpoints are untouched.
 
-``PreciseBN`` (the callback, ``precise_bn.enabled=true``) recomputes the running statistics of
+``PreciseBN`` (the callback, ``callbacks=precise_bn``) recomputes the running statistics of
 every BatchNorm-like layer (``batch_dependent`` and ``running_mean``, as ``norms.contract.Norm``
 says) before every validation and test, in the model itself: val/*, test/* and the checkpoints then use them.
 Under DDP each device averages its own batches (as BatchNorm's running statistics are per device).

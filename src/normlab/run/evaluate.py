@@ -20,6 +20,8 @@ from normlab.run.summary import write_json_atomic
 from normlab.run.trainer import build_trainer
 from normlab.tasks import build_task
 
+CALLBACKS = Path(__file__).resolve().parents[3] / "conf" / "callbacks"  # the repository's conf/callbacks/
+
 
 def run_config(ckpt: Path) -> tuple[Path, DictConfig]:
     """The run directory of ``<run>/checkpoints/<name>.ckpt`` and the config that run trained with."""
@@ -44,10 +46,16 @@ def eval_config(run_cfg: DictConfig, cfg: DictConfig) -> DictConfig:
     with open_dict(run_cfg):
         if cfg.get("eval_batch"):
             run_cfg.data.eval_batch = cfg.eval_batch
+        if "callbacks" not in run_cfg:  # trained before conf/callbacks/: its defaults are what it ran with
+            run_cfg.callbacks = OmegaConf.load(CALLBACKS / "default.yaml")
         if cfg.get("batch_stats") is not None:
-            run_cfg.task.setdefault("diagnostics", {})["batch_stats"] = bool(cfg.batch_stats)
+            entry = run_cfg.callbacks.get("batch_stats") or OmegaConf.load(CALLBACKS / "default.yaml").batch_stats
+            run_cfg.callbacks.batch_stats = entry if cfg.batch_stats else None
         if cfg.get("precise_bn") is not None:
-            run_cfg.precise_bn = OmegaConf.merge(run_cfg.get("precise_bn") or {}, cfg.precise_bn)
+            precise = OmegaConf.load(CALLBACKS / "precise_bn.yaml").precise_bn  # true: its default batches
+            if not isinstance(cfg.precise_bn, bool):  # a number: that many batches
+                precise.num_batches = cfg.precise_bn
+            run_cfg.callbacks.precise_bn = precise if cfg.precise_bn is not False else None
         if cfg.get("threads"):
             run_cfg.threads = cfg.threads
         run_cfg.logger = {}
@@ -68,11 +76,12 @@ def evaluate(cfg: DictConfig) -> dict:
     trainer = build_trainer(run_cfg, run_dir, loggers=[])
     module, data = build_task(run_cfg, trainer.world_size)
     trainer.test(module, datamodule=data, ckpt_path=str(ckpt), verbose=False)
+    precise = run_cfg.callbacks.get("precise_bn")
     result = {
         "ckpt_path": str(ckpt.resolve()),
         "eval_batch": run_cfg.data.get("eval_batch"),
-        "batch_stats": bool((run_cfg.task.get("diagnostics") or {}).get("batch_stats", False)),
-        "precise_bn": OmegaConf.to_container(run_cfg.get("precise_bn") or {}),
+        "batch_stats": run_cfg.callbacks.get("batch_stats") is not None,
+        "precise_bn": OmegaConf.to_container(precise) if precise else {},
         "metrics": final_metrics(trainer),
     }
     write_json_atomic(run_dir / "eval.json", result)

@@ -5,21 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from normlab.callbacks import (
     AtomicCheckpointIO,
-    BatchStatDiagnostics,
-    DivergenceGuard,
     EpochAverages,
-    MixingWeights,
-    PreciseBN,
     RanksInSync,
     ResumeState,
     Throughput,
-    checkpoint_callbacks,
     several_processes,
     sync_plugin,
 )
@@ -31,36 +27,54 @@ from normlab.norms.contract import declared
 NORMLAB_TRAINER_KEYS = ("channels_last", "compile", "keep_freed_memory")
 
 
+def has_work(name: str, cfg: DictConfig, norm, trainer: dict, loggers) -> bool:
+    """Whether an entry of conf/callbacks/ has work in this run: Lightning calls every callback at
+    every hook of every step (about 100 Python calls per callback and step, measured 2026-11-23).
+    Entries not named here are built whenever the config holds them."""
+    return {
+        "lr_monitor": bool(loggers),
+        "progress_bar": trainer.get("enable_progress_bar", True),
+        "checkpoints": trainer.get("enable_checkpointing", True),
+        "batch_stats": cfg.task.name == "classify" and declared(norm, "batch_dependent"),
+        "mixing_weights": declared(norm, "mixing_weights"),
+    }.get(name, True)
+
+
+def run_callbacks(norm, trainer: dict) -> list:
+    """What every run has, not a choice of conf/callbacks/: its state for resume= and summary.json,
+    the part of a norm's method that is a callback (bln_paper's epoch averages, as its authors), and
+    under DDP the check that the ranks still hold the same weights."""
+    callbacks = [Throughput(), ResumeState()]
+    if declared(norm, "start_epoch"):
+        callbacks.append(EpochAverages())
+    if several_processes(trainer):
+        callbacks.append(RanksInSync())
+    return callbacks
+
+
+def configured_callbacks(cfg: DictConfig, norm, trainer: dict, loggers, run_dir: Path) -> list:
+    """The entries of ``cfg.callbacks`` (conf/callbacks/) that have work in this run, built from their ``_target_``."""
+    built = []
+    for name, entry in (cfg.get("callbacks") or {}).items():
+        if entry is None or not has_work(name, cfg, norm, trainer, loggers):
+            continue
+        extra = {"run_dir": run_dir} if "run_dir" in entry else {}
+        try:
+            callback = instantiate(entry, **extra)
+        except InstantiationException as err:
+            reason = " ".join(str(err).split())
+            raise ConfigError(f"callbacks.{name} could not be built: {reason} Fix: correct callbacks.{name} "
+                              f"(its _target_ and arguments), or drop it: ~callbacks.{name}") from None
+        built += callback if isinstance(callback, list) else [callback]
+    return built
+
+
 def build_trainer(cfg: DictConfig, run_dir: Path, loggers) -> L.Trainer:
     kwargs = {
         k: v for k, v in OmegaConf.to_container(cfg.trainer, resolve=True).items() if k not in NORMLAB_TRAINER_KEYS
     }
-    # The loss is checked for NaN/inf on the host only as often as it is logged.
-    callbacks = [Throughput(), ResumeState(), DivergenceGuard(kwargs.get("log_every_n_steps") or 50)]
-    # Callbacks only where they have work: Lightning calls every callback at every hook of
-    # every step (about 100 Python calls per callback and step, measured 2026-11-23).
     norm = norm_class(cfg.norm.name)
-    if declared(norm, "mixing_weights"):
-        callbacks.append(MixingWeights())  # what switchable / batch_instance layers learned, per epoch
-    if declared(norm, "start_epoch"):
-        callbacks.append(EpochAverages())  # bln_paper: running averages over one epoch, as its authors
-    if several_processes(kwargs):
-        callbacks.append(RanksInSync())  # under DDP: do the ranks still hold the same weights?
-    if (cfg.get("precise_bn") or {}).get("enabled", False):
-        callbacks.append(PreciseBN(cfg.precise_bn.get("batches", 100)))
-    diagnostics = cfg.task.get("diagnostics") or {}
-    if diagnostics.get("batch_stats", False) and declared(norm, "batch_dependent"):
-        callbacks.append(BatchStatDiagnostics(diagnostics.get("precise_bn_batches", 200)))
-    if loggers:
-        callbacks.append(LearningRateMonitor(logging_interval="step"))
-    if kwargs.get("enable_progress_bar", True):
-        # Redrawn as often as metrics are logged, not at every step: each redraw reads the logged
-        # values (a host sync on a GPU) and cost 2-3 ms of Python per step on a CPU (measured
-        # 2026-11-23, ResNet-20 at batch 2, cProfile), more when W&B captures the console.
-        callbacks.append(TQDMProgressBar(refresh_rate=kwargs.get("log_every_n_steps") or 50))
-    if kwargs.get("enable_checkpointing", True):
-        every = (cfg.get("checkpoint") or {}).get("every_n_steps") or 0
-        callbacks += checkpoint_callbacks(run_dir, cfg.task.monitor, cfg.task.monitor_mode, every)
+    callbacks = run_callbacks(norm, kwargs) + configured_callbacks(cfg, norm, kwargs, loggers, run_dir)
     # norm=sync_batch on GPUs: Lightning's DDP converts the layers to synced ones for training.
     plugins = [p for p in [sync_plugin(canonical(cfg.norm.name), kwargs.get("accelerator"))] if p is not None]
     try:
