@@ -83,10 +83,15 @@ def past_edge_commands(sweep: Path, step: tuple[str, ...], data: list[str]) -> l
             for arm, batch, lr in lr_choice.past_edges(choice)]
 
 
+def here(cmd: list[str]) -> list[str]:
+    """A printed ``python ...`` command, run with this interpreter (the printed form is what a user types)."""
+    return [sys.executable, *cmd[1:]]
+
+
 def run_two_at_a_time(cmds: list[list[str]]) -> None:
     """Single-run sweeps, two at once on two cores; a failed run is the report's to list."""
     for i in range(0, len(cmds), 2):
-        for p in [subprocess.Popen([sys.executable, *c[1:]]) for c in cmds[i:i + 2]]:
+        for p in [subprocess.Popen(here(c)) for c in cmds[i:i + 2]]:
             p.wait()
 
 
@@ -110,7 +115,7 @@ def extend(report: list[str], part: Part, out: Path, cifar_root: str | None, dry
         print(shlex.join(cmd), flush=True)
     if cmds:
         run_two_at_a_time(cmds)
-        subprocess.run([sys.executable, *report[1:]], check=False)
+        subprocess.run(here(report), check=False)
 
 
 def run(names: list[str], out: Path, cifar_root: str | None, dry_run: bool, figures: Path) -> dict[str, float]:
@@ -126,7 +131,7 @@ def run(names: list[str], out: Path, cifar_root: str | None, dry_run: bool, figu
             print(shlex.join(cmd), flush=True)
             if not dry_run:
                 # A report exits 1 when a run failed: the sweep is kept and the next part still runs.
-                subprocess.run([sys.executable, *cmd[1:]], check=cmd[1] == "train.py")
+                subprocess.run(here(cmd), check=cmd[1] == "train.py")
             if part.extend_edges and i == 1:  # the lr grid's report has chosen: widen it once at its edges
                 extend(cmd, part, out, cifar_root, dry_run)
         if not dry_run:
