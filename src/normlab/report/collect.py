@@ -6,6 +6,7 @@ wrong moment) are listed, never silently dropped.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,13 @@ def history(run: dict) -> pd.DataFrame | None:
     if "history" in run:
         return pd.DataFrame(run["history"])
     path = Path(run["run_dir"]) / "csv" / "metrics.csv"
-    return pd.read_csv(path) if path.exists() else None
+    return _read_csv(str(path), path.stat().st_mtime_ns).copy() if path.exists() else None
+
+
+@functools.lru_cache(maxsize=512)
+def _read_csv(path: str, mtime_ns: int) -> pd.DataFrame:
+    """Parsed once per report, not once per panel that plots the run (a changed file is read again)."""
+    return pd.read_csv(path)
 
 
 def curves(run: dict) -> pd.DataFrame | None:
