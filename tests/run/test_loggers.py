@@ -3,12 +3,9 @@ the keys a runs table groups by at the top level of the config, and names unique
 
 from __future__ import annotations
 
-import ast
-import re
-from pathlib import Path
-
 from normlab.run import train
 from normlab.run.loggers import SUMMARIES, define_metrics, run_name
+from tests.run.wandb_records import offline_run
 
 FAST = ["debug=fast_dev_run", "data.subset=200", "data.batch=8", "data.eval_batch=50",
         "callbacks.batch_stats.precise_batches=2", "trainer.enable_progress_bar=false"]
@@ -45,20 +42,11 @@ def test_run_names_say_the_experiment_and_tell_the_arms_of_a_sweep_apart(compose
     assert name("norm=group", "paths.log_dir=/elsewhere") == name("norm=group")  # where it is written is not the run
 
 
-def wandb_config_updates(summary: dict) -> dict:
-    """Every config update the offline run sent, merged, from its debug log."""
-    merged = {}
-    for line in (Path(summary["wandb_dir"]) / "logs" / "debug.log").read_text().splitlines():
-        if m := re.search(r"config_cb None None (\{.*\})$", line):
-            merged.update(ast.literal_eval(m.group(1)))
-    return merged
-
-
 def test_an_offline_run_has_the_grouping_keys_at_the_top_of_its_config(compose):
     cfg = compose(["norm=group", "model=resnet8", "seed=3", *FAST])
     summary = train(cfg)
     assert summary["status"] == "completed"
-    config = wandb_config_updates(summary)
+    config = offline_run(summary["run_dir"])["config"]  # as the .wandb file holds it
     flat = {k: config.get(k) for k in ("norm_name", "batch_per_device", "global_batch", "model_name", "seed",
                                         "experiment", "lr")}
     assert flat == {"norm_name": "group", "batch_per_device": 8, "global_batch": 8, "model_name": "resnet8",

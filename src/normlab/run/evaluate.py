@@ -16,11 +16,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from normlab.errors import ConfigError
 from normlab.run.lifecycle import final_metrics, start
-from normlab.run.summary import write_json_atomic
+from normlab.run.summary import REPO_ROOT, write_json_atomic
 from normlab.run.trainer import build_trainer
 from normlab.tasks import build_task
 
-CALLBACKS = Path(__file__).resolve().parents[3] / "conf" / "callbacks"  # the repository's conf/callbacks/
+CALLBACKS = REPO_ROOT / "conf" / "callbacks"
 
 
 def run_config(ckpt: Path) -> tuple[Path, DictConfig]:
@@ -46,10 +46,13 @@ def eval_config(run_cfg: DictConfig, cfg: DictConfig) -> DictConfig:
     with open_dict(run_cfg):
         if cfg.get("eval_batch"):
             run_cfg.data.eval_batch = cfg.eval_batch
-        if "callbacks" not in run_cfg:  # trained before conf/callbacks/: its defaults are what it ran with
-            run_cfg.callbacks = OmegaConf.load(CALLBACKS / "default.yaml")
+        default = OmegaConf.load(CALLBACKS / "default.yaml")
+        if "callbacks" not in run_cfg:
+            # Trained before conf/callbacks/: the default callbacks (its old precise_bn.* and
+            # task.diagnostics.* switches are not read; batch_stats= and precise_bn= set them here).
+            run_cfg.callbacks = default
         if cfg.get("batch_stats") is not None:
-            entry = run_cfg.callbacks.get("batch_stats") or OmegaConf.load(CALLBACKS / "default.yaml").batch_stats
+            entry = run_cfg.callbacks.get("batch_stats") or default.batch_stats
             run_cfg.callbacks.batch_stats = entry if cfg.batch_stats else None
         if cfg.get("precise_bn") is not None:
             precise = OmegaConf.load(CALLBACKS / "precise_bn.yaml").precise_bn  # true: its default batches
