@@ -19,7 +19,7 @@ pytest.importorskip("wandb_workspaces")
 
 from normlab.dashboard.definitions import DASHBOARDS  # noqa: E402
 from normlab.report import report  # noqa: E402
-from tests.dashboard.test_dashboard import spec  # noqa: E402
+from tests.dashboard.test_dashboard import metrics, spec  # noqa: E402
 
 ARMS = {"variant": ("bn", "gn_ws"), "data.batch": (2, 4), "seed": (0, 1)}
 FLAT = ("norm_name", "batch_per_device", "global_batch", "model_name", "seed", "experiment", "lr", "base_lr")
@@ -65,20 +65,19 @@ def test_offline_runs_hold_best_and_last_val_err_and_the_grouping_keys(sweep):
     assert arms == {(n, b, s) for n in ("batch", "group") for b in ARMS["data.batch"] for s in ARMS["seed"]}
 
 
-def plotted_names(node) -> list[str]:
-    """Every metric or config key a serialized panel anywhere in ``node`` reads."""
-    found = []
+def serialized_panels(node) -> list[dict]:
+    """Every serialized panel anywhere in ``node`` (the workspace's sections, the report's panel grids)."""
     if isinstance(node, dict):
-        c = node.get("config") if "viewType" in node else None
-        if isinstance(c, dict):
-            found += [*(c.get("metrics") or []), *(col["accessor"] for col in c.get("columns", []))]
-            found += [c[k] for k in ("xAxis", "yAxis") if isinstance(c.get(k), str)]
-        for v in node.values():
-            found += plotted_names(v)
-    elif isinstance(node, list):
-        for v in node:
-            found += plotted_names(v)
-    return found
+        return ([node] if "viewType" in node and isinstance(node.get("config"), dict) else []) + [
+            p for v in node.values() for p in serialized_panels(v)
+        ]
+    return [p for v in node for p in serialized_panels(v)] if isinstance(node, list) else []
+
+
+def plotted_names(node) -> list[str]:
+    """Every metric or config key a serialized panel in ``node`` reads: its metrics and its x axis."""
+    panels = serialized_panels(node)
+    return [*(m for p in panels for m in metrics(p)), *(p["config"]["xAxis"] for p in panels if "xAxis" in p["config"])]
 
 
 def test_every_key_the_workspace_and_report_read_is_one_the_runs_log(sweep):
