@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from normlab.errors import ConfigError
-from normlab.norms import NORMS, activates, build_norm, fused, knobs_of, linear_norm, norm_layer, supports
+from normlab.norms import NORMS, activates, build_norm, fast, knobs_of, linear_norm, norm_layer, supports
 from normlab.norms.contract import declared
 from normlab.norms.reference import REFERENCE
 
@@ -44,7 +44,7 @@ def without_act(name, dtype):
 @pytest.mark.parametrize("name", WITH_ACT)
 def test_without_act_is_timms_formula_forward_and_backward(name, dtype, path, monkeypatch):
     if path == "fused":
-        monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", 0)
+        monkeypatch.setattr(fast, "FUSED_MIN_ELEMENTS", 0)
     m = without_act(name, dtype)
     x = (torch.randn(4, 16, 5, 6, dtype=torch.float64) * 2 + 0.5).to(dtype).requires_grad_()
     xr = x.detach().clone().requires_grad_()

@@ -1,7 +1,7 @@
 """Two backward passes through one graph, and gradients of gradients, for every norm at
 training sizes.
 
-Inputs of 2^17 elements and more take the layers' fused paths (normlab.norms.fused), whose
+Inputs of 2^17 elements and more take the layers' fused paths (normlab.norms.fast), whose
 backward differentiates a small inner graph of coefficients. ``loss.backward(retain_graph=True)``
 followed by a second backward must work there as on the composite path (and accumulate the
 same gradients twice). Gradients of gradients (``create_graph=True``) work on the composite
@@ -17,7 +17,7 @@ import torch
 from normlab.norms import NORMS, build_norm, knobs_of, supports
 from normlab.run.norm_checks import check_double_backward
 
-# 2^17 elements: the size where the fused paths start (fused.FUSED_MIN_ELEMENTS).
+# 2^17 elements: the size where the fused paths start (fast.FUSED_MIN_ELEMENTS).
 SHAPES = {"nchw": (8, 32, 32, 16), "nlc": (32, 128, 32)}
 CASES = [(name, layout) for name in sorted(NORMS) for layout in ("nchw", "nlc") if supports(name, layout)]
 

@@ -15,7 +15,7 @@ import copy
 import pytest
 import torch
 
-from normlab.norms import build_norm, composite_only, fused
+from normlab.norms import build_norm, composite_only, fast
 from normlab.norms.reference import REFERENCE
 
 BF16_NATIVE_ATOL = 2**-6  # the documented tolerance for native bf16 norms
@@ -114,7 +114,7 @@ def test_bf16_outputs_and_gradients_are_the_fp32_ones_rounded_once(
     x, g = inputs(layout, offset), inputs(layout, 0.0).roll(1, 0)  # bf16 values, exactly
     with composite_only():
         expected = outputs_and_grads(reference, x.float(), g.float())
-    monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", BF16_PATHS[path])
+    monkeypatch.setattr(fast, "FUSED_MIN_ELEMENTS", BF16_PATHS[path])
     found = outputs_and_grads(layer, x, g, autocast=mode == "autocast")
     for (what, a), (_, b) in zip(found, expected):
         if what.startswith("running") and mode == "bf16 layer":
@@ -137,6 +137,6 @@ def test_frn_passes_gradient_where_the_tlu_passes_values_that_round_to_tau(layou
         expected = outputs_and_grads(copy.deepcopy(layer), x.float(), g.float())
     y = expected[0][1]
     assert int(((y > 0.3) & (y.bfloat16() == layer.tau.bfloat16()[0])).sum()) > 0  # such values occur
-    monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", BF16_PATHS[path])
+    monkeypatch.setattr(fast, "FUSED_MIN_ELEMENTS", BF16_PATHS[path])
     for (what, a), (_, b) in zip(outputs_and_grads(layer, x, g), expected):
         assert_rounded_once(a, b.double(), what)

@@ -3,7 +3,7 @@
 in the default layout, on each path a layer can take.
 
 - ``composite``: below the fused threshold, PyTorch ops with autograd;
-- ``fused``: above it (``FUSED_MIN_ELEMENTS``), the closed-form backwards of ``fused.py``;
+- ``fused``: above it (``FUSED_MIN_ELEMENTS``), the closed-form backwards of ``norms/fast/``;
 - ``kernel``: above it with the C kernels on. The kernels read contiguous rows only, so the
   contiguous input takes them and the channels-last one the fused PyTorch path: the two must agree.
 
@@ -18,7 +18,7 @@ import pytest
 import torch
 from random_state import randomize
 
-from normlab.norms import NORMS, build_norm, fused, knobs_of, supports
+from normlab.norms import NORMS, build_norm, fast, knobs_of, supports
 
 PATHS = {"composite": (1 << 60, "0"), "fused": (0, "0"), "kernel": (0, "1")}  # threshold, NORMLAB_CPU_KERNELS
 SHAPES = {torch.channels_last: (4, 16, 6, 5), torch.channels_last_3d: (2, 16, 3, 4, 5)}
@@ -49,7 +49,7 @@ def test_channels_last_input_gives_the_contiguous_inputs_output_and_gradients(
     name, path, train, memory_format, grad_format, monkeypatch
 ):
     threshold, use_kernels = PATHS[path]
-    monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", threshold)
+    monkeypatch.setattr(fast, "FUSED_MIN_ELEMENTS", threshold)
     monkeypatch.setenv("NORMLAB_CPU_KERNELS", use_kernels)
     torch.manual_seed(0)
     x = torch.randn(SHAPES[memory_format]) * 2 + 0.5

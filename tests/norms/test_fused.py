@@ -1,4 +1,4 @@
-"""The fused path of the hand-written norms (normlab.norms.fused), forced at every size.
+"""The fused path of the hand-written norms (normlab.norms.fast), forced at every size.
 
 Layers take it only for inputs of FUSED_MIN_ELEMENTS elements or more, and the other tests
 use small inputs; here the threshold is 0, so the same checks run through the fused path:
@@ -9,6 +9,7 @@ ghost-batch and batch-renorm identities.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,14 +19,17 @@ from test_norm_zoo import test_ghost_batch_is_batchnorm_run_separately_on_each_s
 from test_norms_reference import make, sample, supports
 from test_norms_reference import test_forward_backward_and_running_stats as _against_formula
 
-from normlab.norms import NORMS, build_norm, fused, layer2d
-from normlab.norms.fused import moments, normalize, raw_moments
+from normlab.norms import NORMS, build_norm, fast
+from normlab.norms.fast import layer2d
+from normlab.norms.fast import normalize as fused
+from normlab.norms.fast.moments import moments, raw_moments
+from normlab.norms.fast.normalize import normalize
 from normlab.norms.reference import REFERENCE
 
 
 @pytest.fixture(autouse=True)
 def fused_everywhere(monkeypatch):
-    monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(fast, "FUSED_MIN_ELEMENTS", 0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -126,7 +130,7 @@ def test_under_torch_compile_the_fused_norms_are_the_plain_formula_and_agree_wit
 def test_a_layer_takes_the_fused_path_only_from_its_threshold_on(name, function, threshold, below, at, monkeypatch):
     monkeypatch.setenv("NORMLAB_CPU_KERNELS", "0")  # the PyTorch path's thresholds (the kernels': test_kernels.py)
     calls = []
-    monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", threshold)
+    monkeypatch.setattr(fast, "FUSED_MIN_ELEMENTS", threshold)
     monkeypatch.setattr(function(), "apply", lambda *a: calls.append(a) or a[0])
     layer = build_norm(name, 8)
     layer(torch.randn(below))
@@ -153,8 +157,26 @@ def _fused_then_composite(fused_layer, composite, x, monkeypatch):
     g = torch.randn_like(x)
     y = fused_layer(x)
     y.backward(g)
-    monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", 1 << 60)
+    monkeypatch.setattr(fast, "FUSED_MIN_ELEMENTS", 1 << 60)
     y2 = composite(x2)
     y2.backward(g)
     torch.testing.assert_close(y, y2)
     torch.testing.assert_close(x.grad, x2.grad)
+
+
+def test_each_fast_path_is_registered_for_the_class_of_its_namesake_layer_only(monkeypatch):
+    """norms/fast/<name>.py holds the fast path of norms/<name>.py's layer, for that class: a
+    subclass, which may change the formula, runs its own formula at every size."""
+    files = {p.stem for p in Path(fast.__file__).parent.glob("*.py")} - {"__init__", "normalize", "moments"}
+    assert {cls.__module__.rsplit(".", 1)[1] for cls in fast.PATHS} == files
+    assert all(fast.PATHS[cls].__module__ == f"normlab.norms.fast.{cls.__module__.rsplit('.', 1)[1]}"
+               for cls in fast.PATHS)
+
+    class Zeroed(NORMS["frn"]):
+        def formula(self, x):
+            return torch.zeros_like(x)
+
+    monkeypatch.setattr(fast, "FUSED_MIN_ELEMENTS", 0)
+    x = torch.randn(2, 8, 4, 4)
+    assert NORMS["frn"](8)(x).abs().sum() > 0
+    assert torch.equal(Zeroed(8)(x), torch.zeros_like(x))

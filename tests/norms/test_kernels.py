@@ -1,4 +1,4 @@
-"""The C kernels (normlab.kernels) against the layers' PyTorch path, which the formula tests
+"""The C kernels (normlab.norms.fast.kernels) against the layers' PyTorch path, which the formula tests
 check in fp64: every norm that has a kernel, fp32, train and eval, images of three ranks, with
 and without affine, outputs, gradients and running statistics. And what happens around them:
 threads, NaN, no compiler, the switch that turns them off."""
@@ -11,8 +11,9 @@ import pytest
 import torch
 from random_state import randomize
 
-from normlab.kernels import build
-from normlab.norms import build_norm, evonorm_b0, evonorm_s0, fused, knobs_of, layer2d
+from normlab.norms import build_norm, fast, knobs_of
+from normlab.norms.fast import evonorm_b0, evonorm_s0, layer2d
+from normlab.norms.fast.kernels import build
 
 # norm -> its kernel source, and the kernel functions its forward and backward must call
 KERNEL_NORMS = {
@@ -36,7 +37,7 @@ needs_compiler = pytest.mark.skipif(build._compiler() is None, reason="no C comp
 
 @pytest.fixture(autouse=True)
 def fused_everywhere(monkeypatch):
-    monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(fast, "FUSED_MIN_ELEMENTS", 0)
     monkeypatch.setenv("NORMLAB_CPU_KERNELS", "1")
 
 
@@ -228,7 +229,7 @@ def test_kernels_take_only_contiguous_fp32_cpu_tensors_and_can_be_turned_off(mon
 def test_with_kernels_a_layer_takes_its_fused_path_from_its_own_threshold(name, function, threshold, small,
                                                                            monkeypatch):
     calls = []
-    monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", threshold)
+    monkeypatch.setattr(fast, "FUSED_MIN_ELEMENTS", threshold)
     monkeypatch.setattr(function(), "apply", lambda *a: calls.append(a) or a[0])
     layer = build_norm(name, 8)
     layer(torch.randn(2, 8, 2, 2))  # 64 elements

@@ -6,7 +6,7 @@ slows every variant alike), one forward and one backward pass, in training mode,
 - ``normlab``: the layer ``build_norm`` returns;
 - ``native``: PyTorch's own layer for the same function (``native.py``), where there is one;
 - ``pytorch path``: where there is none, the normlab layer with its C kernels off
-  (``normlab.kernels``): the path it takes on GPUs, in bf16, or without a C compiler;
+  (``normlab.norms.fast.kernels``): the path it takes on GPUs, in bf16, or without a C compiler;
 - ``reference``: the paper's formula as ``norms/reference.py`` writes it, one tensor op per
   line: what a naive layer costs;
 - ``compiled``: the normlab layer through ``torch.compile`` (inductor's generated, fused kernels);
@@ -37,11 +37,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from normlab import kernels
 from normlab.bench.native import native
 from normlab.bench.report import fmt, markdown, median, median_ci, warn_if_busy, write_report
 from normlab.errors import ConfigError
 from normlab.norms import NORMS, build_norm, supports
+from normlab.norms.fast import kernels
 from normlab.norms.reference import REFERENCE
 from normlab.run.host_memory import keep_freed_memory
 

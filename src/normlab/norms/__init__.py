@@ -2,7 +2,7 @@
 
 from normlab.norms.batch import BatchNorm
 from normlab.norms.bln import BatchLayerNorm
-from normlab.norms.fused import composite_only
+from normlab.norms.fast import composite_only
 from normlab.norms.group import GroupNorm
 from normlab.norms.instance import InstanceNorm
 from normlab.norms.layer import LayerNorm

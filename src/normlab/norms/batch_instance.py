@@ -18,23 +18,20 @@ rate with no weight decay, as in the authors' code (main.py: ``--bin-lr 10``). T
 statistics and uses them in eval mode; the IN part always uses the sample's own.
 
 Both parts come from native kernels with their share of gamma folded in
-(weight = gamma * rho for BN, gamma * (1 - rho) for IN), so the mix is a single add. Large
-inputs take both parts' statistics from the per-(sample, channel) moments in one pass and mix
-them as one scale and shift per (sample, channel) (``fused.py``).
+(weight = gamma * rho for BN, gamma * (1 - rho) for IN), so the mix is a single add. Fast path
+for large inputs (``fast/batch_instance.py``): both parts' statistics from the per-(sample,
+channel) moments in one pass, mixed as one scale and shift per (sample, channel).
 """
 
 from __future__ import annotations
-
-import functools
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normlab.norms.fused import normalize, use_fused
 from normlab.norms.layer import AffineNorm
-from normlab.norms.layout import check_input, check_statistics, instance_dims, per_channel, spatial_size
-from normlab.norms.running import add_running_stats, batch_moments
+from normlab.norms.layout import check_statistics, spatial_size
+from normlab.norms.running import add_running_stats
 
 
 class BatchInstanceNorm(AffineNorm):
@@ -67,16 +64,11 @@ class BatchInstanceNorm(AffineNorm):
         """Mean share of the BN part over channels (logged by ``MixingWeights``)."""
         return {"rho_mean": float(self.rho.detach().clamp(0.0, 1.0).mean())}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.layout, self.num_channels, "BatchInstanceNorm")
+    def check(self, x: torch.Tensor) -> None:
         check_statistics(x, spatial_size(x, self.layout), "BatchInstanceNorm", "the pixels or tokens of each sample")
+
+    def formula(self, x: torch.Tensor) -> torch.Tensor:
         rho = self.gate()
-        if use_fused(x):
-            # Large inputs: the IN statistics per (sample, channel) in one pass, BN's pooled from
-            # them, and the mix as one scale and shift per (sample, channel) (fused.py). The two
-            # native kernels and the sum cost 4x native GroupNorm at 32x64x32x32 (measured 2026-11-23).
-            coeffs = functools.partial(self._coeffs, x.numel() // self.num_channels)  # values per channel
-            return normalize(x, instance_dims(x, self.layout), coeffs, rho, self.weight, self.bias)
         w_bn, w_in = (rho, 1 - rho) if self.weight is None else (self.weight * rho, self.weight * (1 - rho))
         rows = x.reshape(-1, x.shape[-1]) if self.layout == "nlc" else x  # (N*L, C): a view
         y_bn = F.batch_norm(rows, self.running_mean, self.running_var, w_bn, self.bias, self.training,
@@ -86,14 +78,3 @@ class BatchInstanceNorm(AffineNorm):
         else:
             y_in = F.instance_norm(x, weight=w_in, eps=self.eps)
         return y_bn + y_in
-
-    def _coeffs(self, count, mean, var, rho, weight, bias):
-        # mean, var: InstanceNorm's, (N, C, 1, 1) or (N, 1, C); BatchNorm's pooled over the samples.
-        mu_b, var_b = batch_moments(self, mean, var, count, self.layout)
-        rho = per_channel(rho, mean, self.layout)
-        r_b, r_i = torch.rsqrt(var_b + self.eps) * rho, torch.rsqrt(var + self.eps) * (1 - rho)
-        scale, shift = r_b + r_i, -(mu_b * r_b + mean * r_i)  # rho x_B + (1 - rho) x_I
-        if weight is None:
-            return scale, shift
-        gamma = per_channel(weight, mean, self.layout)
-        return scale * gamma, torch.addcmul(per_channel(bias, mean, self.layout), shift, gamma)

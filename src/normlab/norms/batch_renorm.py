@@ -30,21 +30,19 @@ Deviation, on purpose: Algorithm 1 keeps a moving average of sigma_B; here the r
 variance is kept as BatchNorm keeps it (unbiased, ``running.py``) and sigma is derived from
 it, so eval mode is exactly BatchNorm's and PreciseBN re-estimates this layer like any other.
 
-Implementation: the batch statistics from ``torch.var_mean``, or for large inputs from
-``fused.py`` (per-(sample, channel) moments pooled over the samples, one pass each way); r, d,
-gamma and beta are folded into one scale and shift per channel.
+Implementation: the batch statistics from ``torch.var_mean``; r, d, gamma and beta folded into
+one scale and shift per channel. Fast path for large inputs (``fast/batch_renorm.py``): the
+statistics from per-(sample, channel) moments pooled over the samples, one pass each way.
 """
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 
-from normlab.norms.fused import normalize, pool, use_fused
+from normlab.norms.fast.moments import pool
 from normlab.norms.layer import AffineNorm
-from normlab.norms.layout import batch_dims, check_input, instance_dims
+from normlab.norms.layout import batch_dims
 from normlab.norms.precision import upcast
 from normlab.norms.running import add_running_stats, update_running
 
@@ -86,23 +84,18 @@ class BatchRenorm(AffineNorm):
         r_max = 1 + (self.r_max - 1) * ramp(t, self.relax_start, self.r_max_step)
         return r_max, self.d_max * ramp(t, self.relax_start, self.d_max_step)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.layout, self.num_channels, "BatchRenorm")
+    def formula(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             rows = x.reshape(-1, x.shape[-1]) if self.layout == "nlc" else x
             y = F.batch_norm(rows, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
             return y.view_as(x)
-        count = x.numel() // self.num_channels  # values per channel
-        if not use_fused(x):
-            var, mu = torch.var_mean(upcast(x), batch_dims(x, self.layout), correction=0, keepdim=True)
-            scale, shift = self._coeffs(count, mu, var, self.weight, self.bias)
-            return torch.addcmul(shift, x, scale).to(x.dtype)
-        # Large inputs: images' per-(sample, channel) moments pooled over the samples, tokens'
-        # over the (N*L) rows; one pass over x and one back (fused.py), the rest on (C,) vectors.
-        dims = instance_dims(x, "nchw") if self.layout == "nchw" else (0, 1)
-        return normalize(x, dims, functools.partial(self._coeffs, count), self.weight, self.bias)
+        var, mu = torch.var_mean(upcast(x), batch_dims(x, self.layout), correction=0, keepdim=True)
+        scale, shift = self.coefficients(x.numel() // self.num_channels, mu, var, self.weight, self.bias)
+        return torch.addcmul(shift, x, scale).to(x.dtype)
 
-    def _coeffs(self, count, mean, var, weight, bias):
+    def coefficients(self, count, mean, var, weight, bias):
+        """One scale and shift per channel from the batch's moments (``count`` values per channel),
+        or from each sample's (N, C, 1, 1), pooled here; updates the running statistics."""
         shape = (1, mean.shape[1]) + mean.shape[2:] if self.layout == "nchw" else mean.shape
         if mean.shape != shape:
             mean, var = pool(mean, var, (0,))  # the batch's statistics, from each sample's

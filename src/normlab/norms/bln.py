@@ -28,21 +28,17 @@ a rescaling: at m = 1 the batch part gets -1e-4); their eps is 1e-3; their runni
 are one epoch's plain average, here BatchNorm's exponential one.
 
 Implementation: the two parts from native kernels (BatchNorm's and GroupNorm's or LayerNorm's),
-mixed with lerp; for large images both parts' statistics come from the per-(sample, channel)
-moments in one pass and the mix is one scale and shift per (sample, channel) (``fused.py``).
+mixed with lerp. Fast path for large images (``fast/bln.py``): both parts' statistics from the
+per-(sample, channel) moments in one pass, the mix one scale and shift per (sample, channel).
 """
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 
-from normlab.norms.fused import normalize, pool, use_fused
 from normlab.norms.layer import AffineNorm
-from normlab.norms.layout import check_input, check_statistics, instance_dims, per_channel, spatial_size
-from normlab.norms.running import batch_moments
+from normlab.norms.layout import check_statistics, per_channel, spatial_size
 
 
 class BatchLayerNorm(AffineNorm):
@@ -66,35 +62,19 @@ class BatchLayerNorm(AffineNorm):
         self.register_buffer("running_var", torch.ones(num_channels))
         self.register_buffer("layer_weight", torch.tensor(1.0))  # 1/m of the last training batch
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.layout, self.num_channels, "BatchLayerNorm")
-        if self.training:
-            self.layer_weight.fill_(1.0 / x.shape[0])
+    def check(self, x: torch.Tensor) -> None:
         if self.layout == "nchw":
             check_statistics(x, self.num_channels * spatial_size(x, "nchw"), "BatchLayerNorm", "(C, H, W) per sample")
-        if self.layout == "nlc" or not use_fused(x):
-            return self._composite(x)
-        # Large images: both parts from the per-(sample, channel) moments, one pass over x, and
-        # the mix as one scale and shift per (sample, channel) (fused.py). The composite path
-        # cost 5.4x native GroupNorm forward + backward at 32x64x32x32 (measured 2026-11-23).
-        coeffs = functools.partial(self._coeffs, x.numel() // self.num_channels)  # values per channel
-        return normalize(x, instance_dims(x, "nchw"), coeffs, self.weight, self.bias)
 
-    def _coeffs(self, count, mean, var, weight, bias):
-        w = self.layer_weight
-        mu_l, var_l = pool(mean, var, (1,))  # (N, 1, 1, 1): LayerNorm's (C, H, W) of each sample
-        mu_b, var_b = batch_moments(self, mean, var, count, "nchw")  # (1, C, 1, 1): BatchNorm's (N, H, W)
-        r_l, r_b = torch.rsqrt(var_l + self.eps), torch.rsqrt(var_b + self.eps)
-        scale = w * r_l + (1 - w) * r_b  # (N, C, 1, 1): x_L and x_B mixed, as one scale and shift
-        shift = -(w * mu_l * r_l + (1 - w) * mu_b * r_b)
-        if weight is None:
-            return scale, shift
-        gamma = per_channel(weight, mean, "nchw")
-        return scale * gamma, torch.addcmul(per_channel(bias, mean, "nchw"), shift, gamma)
+    def mix_weight(self, x: torch.Tensor) -> torch.Tensor:
+        """w = 1/m: in training the batch's, kept in a buffer for inference."""
+        if self.training:
+            self.layer_weight.fill_(1.0 / x.shape[0])
+        return self.layer_weight
 
-    def _composite(self, x: torch.Tensor) -> torch.Tensor:
-        # Both parts from native kernels, each one fused pass over x; for tokens they share no
-        # axis (C per token, (N, L) per channel), so this is the path for them at every size.
+    def formula(self, x: torch.Tensor) -> torch.Tensor:
+        # Both parts from native kernels, each one fused pass over x.
+        w = self.mix_weight(x)
         rows = x.reshape(-1, x.shape[-1]) if self.layout == "nlc" else x
         x_b = F.batch_norm(
             rows, self.running_mean, self.running_var, None, None, self.training, self.momentum, self.eps
@@ -103,7 +83,7 @@ class BatchLayerNorm(AffineNorm):
             x_l = F.layer_norm(x, (self.num_channels,), None, None, self.eps)
         else:
             x_l = F.group_norm(x, 1, None, None, self.eps)
-        y = torch.lerp(x_b, x_l, self.layer_weight.to(x.dtype))  # (1 - w) x_b + w x_l
+        y = torch.lerp(x_b, x_l, w.to(x.dtype))  # (1 - w) x_b + w x_l
         if self.weight is None:
             return y
         return torch.addcmul(per_channel(self.bias, x, self.layout), y, per_channel(self.weight, x, self.layout))

@@ -44,7 +44,7 @@ import torch
 
 from normlab.errors import ConfigError
 from normlab.norms.layer import AffineNorm
-from normlab.norms.layout import check_input, per_channel
+from normlab.norms.layout import per_channel
 from normlab.norms.precision import upcast
 
 SHIFT = 1e-4  # the authors' shift of the two weights
@@ -83,8 +83,7 @@ class BatchLayerNormPaper(AffineNorm):
         """Restart the epoch's averages (the authors' ``reset_states`` at every epoch's start)."""
         self.num_batches_tracked.zero_()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.layout, self.num_channels, "BatchLayerNormPaper")
+    def formula(self, x: torch.Tensor) -> torch.Tensor:
         channel = 1 if self.layout == "nchw" else -1
         xs = upcast(x)
         d_f, var_f, _ = centered(xs, channel)

@@ -24,7 +24,7 @@ from torch import nn
 
 from normlab.errors import ConfigError
 from normlab.norms.layer import AffineNorm
-from normlab.norms.layout import check_input, check_statistics, spatial_size
+from normlab.norms.layout import check_statistics, spatial_size
 
 
 class CondInstanceNorm(AffineNorm):
@@ -52,8 +52,7 @@ class CondInstanceNorm(AffineNorm):
                               f"Fix: pick a style in 0..{self.num_styles - 1}.")
         self._style = int(s)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.layout, self.num_channels, "CondInstanceNorm")
+    def formula(self, x: torch.Tensor) -> torch.Tensor:
         check_statistics(x, spatial_size(x, self.layout), "CondInstanceNorm", "the pixels or tokens of each sample")
         w, b = self.style_weight[self._style], self.style_bias[self._style]  # (C,) views
         if self.layout == "nlc":

@@ -30,6 +30,9 @@ Precision: bf16 and fp16 inputs are normalized as an fp32 copy on every path: nu
 dtype; a mask read from the rounded output would drop the gradient of values just above tau,
 which round to tau's own value. x's gradients are summed in fp32 and rounded once.
 
+Fast path (``fast/frn.py``): for large inputs, nu^2, gamma x_hat + beta and the TLU in one pass
+forward and one back.
+
 Deviation: The paper defines FRN for images; the token axes (``nlc``) are normlab's reading of it.
 """
 
@@ -40,9 +43,8 @@ import math
 import torch
 from torch import nn
 
-from normlab.norms.fused import normalize, use_fused
 from normlab.norms.layer import AffineNorm
-from normlab.norms.layout import check_input, instance_dims, per_channel
+from normlab.norms.layout import instance_dims, per_channel
 from normlab.norms.precision import upcast
 
 
@@ -66,33 +68,20 @@ class FilterResponseNorm(AffineNorm):
         self.tau = nn.Parameter(torch.zeros(num_channels)) if apply_act else None  # the TLU's threshold
         self.eps_l = nn.Parameter(torch.full((num_channels,), 1e-4)) if learnable_eps else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.layout, self.num_channels, "FilterResponseNorm")
-        if not use_fused(x):
-            return self._composite(x)
-        # Large inputs: the statistics, gamma x / nu + beta and the TLU in one pass forward and
-        # one backward (fused.py); through autograd the max alone cost more than the rest of the layer.
-        # Without the TLU (tau None) the floor is None: the same pass without the max.
-        return normalize(x, instance_dims(x, self.layout), self._coeffs, self.weight, self.bias, self.eps_l,
-                         floor=per_channel(self.tau, x, self.layout), center=False)
-
-    def _composite(self, x: torch.Tensor) -> torch.Tensor:
+    def formula(self, x: torch.Tensor) -> torch.Tensor:
         dims = instance_dims(x, self.layout)
         # bf16/fp16 x as one fp32 copy: y and the TLU's mask in fp32, and x's two gradients (through
         # nu^2 and through y) added in fp32 and rounded once, not each rounded to x's dtype. fp32 x: x.
         xs = upcast(x)
         # ||x||^2 / n in one reduction, without materialising x^2; then the same coefficients.
         nu2 = torch.linalg.vector_norm(xs, dim=dims, keepdim=True).square() / math.prod(x.shape[d] for d in dims)
-        scale, shift = self._factors(nu2, self.weight, self.bias, self.eps_l)
+        scale, shift = self.factors(nu2, self.weight, self.bias, self.eps_l)
         y = xs * scale if shift is None else torch.addcmul(shift, xs, scale)
         if self.tau is None:
             return y.to(x.dtype)
         return torch.maximum(y, per_channel(self.tau, x, self.layout)).to(x.dtype)
 
-    def _coeffs(self, mean, var, weight, bias, eps_l):
-        return self._factors(var + mean.square(), weight, bias, eps_l)  # nu^2 = mean(x^2) = var + mean^2
-
-    def _factors(self, nu2, weight, bias, eps_l):
+    def factors(self, nu2, weight, bias, eps_l):
         """gamma / sqrt(nu^2 + eps) and beta, per sample and channel: (N, C, 1, 1) or (N, 1, C)."""
         eps = self.eps if eps_l is None else self.eps + per_channel(eps_l.abs(), nu2, self.layout)
         scale = torch.rsqrt(nu2 + eps)

@@ -24,9 +24,9 @@ with the size-weighted mean of the ghost batches' statistics (unbiased variances
 the other with it would forget k times faster), and PreciseBN's plain average over batches is
 the plain average over ghost batches. Small inputs realise it with the native kernel on each
 ghost batch j, in order, with momentum w_j / (1 - sum_{i>j} w_i), w_j = momentum * n_j / N,
-and concatenate the outputs; large ones (``fused.py``) take every ghost batch's statistics from
-the per-(sample, channel) moments in one pass over x and scale and shift each sample by its
-ghost batch's factors. A batch of at most ``virtual_batch`` samples, and eval mode, are plain
+and concatenate the outputs; large ones (fast path, ``fast/ghost_batch.py``) take every ghost
+batch's statistics from the per-(sample, channel) moments in one pass over x and scale and
+shift each sample by its ghost batch's factors. A batch of at most ``virtual_batch`` samples, and eval mode, are plain
 BatchNorm: the native kernel.
 
 Deviation: PreciseBN pools each batch's ghost batches into one estimate, with the Bessel correction of
@@ -35,16 +35,12 @@ one ghost batch's count (``callbacks/norm_stats.py``).
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 
-from normlab.chunks import batch_sizes, split_batch
+from normlab.chunks import split_batch
 from normlab.errors import ConfigError
-from normlab.norms.fused import normalize, pool, use_fused
 from normlab.norms.layer import AffineNorm
-from normlab.norms.layout import check_input, instance_dims, per_channel
 from normlab.norms.running import add_running_stats
 
 
@@ -75,43 +71,13 @@ class GhostBatchNorm(AffineNorm):
                          momentum, self.eps)
         return y.view_as(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.layout, self.num_channels, "GhostBatchNorm")
+    def formula(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or x.shape[0] <= self.virtual_batch:
             return self._bn(x, self.momentum)
-        if not use_fused(x):
-            ghosts = split_batch(x, self.virtual_batch)  # contiguous views along N
-            weights = [self.momentum * len(g) / x.shape[0] for g in ghosts]  # w_j
-            later = [sum(weights[j + 1:]) for j in range(len(ghosts))]  # sum_{i>j} w_i
-            return torch.cat([self._bn(g, min(w / (1 - rest), 1.0)) for g, w, rest in zip(ghosts, weights, later)])
-        # Large inputs: every ghost batch's statistics from the per-(sample, channel) moments, one pass over x
-        # and one back, and no concatenation (fused.py). Native BatchNorm per ghost batch and
-        # torch.cat cost 3x native GroupNorm forward + backward (measured 2026-11-23).
-        sizes = batch_sizes(x.shape[0], self.virtual_batch, drop_last=False)
-        coeffs = functools.partial(self._coeffs, sizes, x.numel() // (x.shape[0] * self.num_channels))
-        return normalize(x, instance_dims(x, self.layout), coeffs, self.weight, self.bias)
-
-    def _coeffs(self, sizes, per_sample, mean, var, weight, bias):
-        equal = len(set(sizes)) == 1
-        if equal:  # equal ghost batches: pooled all at once, (k, n_j, C, 1, 1) -> (k, C, 1, 1)
-            mu, var = (t.squeeze(1) for t in pool(*(t.unflatten(0, (len(sizes), -1)) for t in (mean, var)), (1,)))
-        else:
-            parts = [pool(m, v, (0,)) for m, v in zip(mean.split(sizes), var.split(sizes))]  # each ghost's
-            mu = torch.cat([m for m, _ in parts])  # (k, C, 1, 1) or (k, 1, C)
-            var = torch.cat([v for _, v in parts])
-        with torch.no_grad():  # one update towards the size-weighted mean of the ghosts' statistics
-            counts = torch.tensor(sizes, dtype=var.dtype, device=var.device) * per_sample
-            shares = (counts / counts.sum()).view(-1, *[1] * (var.dim() - 1))
-            unbiased = var * (counts / (counts - 1).clamp(min=1)).view_as(shares)
-            self.running_mean.lerp_((shares * mu).sum(0).flatten().to(self.running_mean.dtype), self.momentum)
-            self.running_var.lerp_((shares * unbiased).sum(0).flatten().to(self.running_var.dtype), self.momentum)
-        scale = torch.rsqrt(var + self.eps)
-        shift = -mu * scale
-        if weight is not None:
-            gamma = per_channel(weight, mean, self.layout)
-            scale, shift = scale * gamma, torch.addcmul(per_channel(bias, mean, self.layout), shift, gamma)
-        size = sizes[0] if equal else torch.tensor(sizes, device=scale.device)
-        return scale.repeat_interleave(size, 0), shift.repeat_interleave(size, 0)  # per sample
+        ghosts = split_batch(x, self.virtual_batch)  # contiguous views along N
+        weights = [self.momentum * len(g) / x.shape[0] for g in ghosts]  # w_j
+        later = [sum(weights[j + 1:]) for j in range(len(ghosts))]  # sum_{i>j} w_i
+        return torch.cat([self._bn(g, min(w / (1 - rest), 1.0)) for g, w, rest in zip(ghosts, weights, later)])
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", virtual_batch={self.virtual_batch}"

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from normlab.norms.layer import AffineNorm
-from normlab.norms.layout import check_input, check_statistics, spatial_size
+from normlab.norms.layout import check_statistics, spatial_size
 
 
 class InstanceNorm(AffineNorm):
@@ -41,8 +41,7 @@ class InstanceNorm(AffineNorm):
         else:
             self.running_mean = self.running_var = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.layout, self.num_channels, "InstanceNorm")
+    def formula(self, x: torch.Tensor) -> torch.Tensor:
         use_batch_stats = self.training or not self.track_running_stats
         if use_batch_stats:
             check_statistics(x, spatial_size(x, self.layout), "InstanceNorm", self.axes[self.layout])

@@ -18,17 +18,35 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from normlab.norms import fast
 from normlab.norms.layout import check_input, check_layout, check_statistics, per_channel, spatial_size
 
 
 class AffineNorm(nn.Module):
-    """Shared plumbing: per-channel gamma (ones) and beta (zeros), a layout and an eps."""
+    """Shared plumbing: per-channel gamma (ones) and beta (zeros), a layout and an eps.
+
+    A subclass writes its paper's formula as ``formula(x)``, in plain PyTorch. ``forward`` checks
+    x, then runs the layer's fast path where one is registered and applies (``norms/fast/``),
+    else the formula; both compute the same function (tests/norms/test_fused.py).
+    """
 
     def __init__(self, num_channels: int, layout: str, eps: float, affine: bool, bias: bool = True):
         super().__init__()
         self.num_channels, self.layout, self.eps = num_channels, check_layout(layout), eps
         self.weight = nn.Parameter(torch.ones(num_channels)) if affine else None
         self.bias = nn.Parameter(torch.zeros(num_channels)) if affine and bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.layout, self.num_channels, type(self).__name__)
+        self.check(x)
+        y = fast.run(self, x)
+        return self.formula(x) if y is None else y
+
+    def check(self, x: torch.Tensor) -> None:
+        """What the formula needs of x beyond its shape (enough values per statistic): a ConfigError."""
+
+    def formula(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} writes its paper's formula as formula(x)")
 
     def affine_only(self, x: torch.Tensor) -> torch.Tensor:
         """gamma x + beta, per channel: a normalization-activation layer's form without its activation."""
@@ -48,8 +66,7 @@ class LayerNorm(AffineNorm):
     def __init__(self, num_channels: int, layout: str = "nchw", eps: float = 1e-5, affine: bool = True):
         super().__init__(num_channels, layout, eps, affine)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.layout, self.num_channels, "LayerNorm")
+    def formula(self, x: torch.Tensor) -> torch.Tensor:
         if self.layout == "nlc":
             return F.layer_norm(x, (self.num_channels,), self.weight, self.bias, self.eps)
         check_statistics(x, self.num_channels * spatial_size(x, "nchw"), "LayerNorm", self.axes["nchw"])

@@ -26,6 +26,18 @@ from normlab.norms.cond_instance import CondInstanceNorm
 from normlab.norms.contract import declared, import_norm
 from normlab.norms.evonorm_b0 import EvoNormB0
 from normlab.norms.evonorm_s0 import EvoNormS0
+from normlab.norms.fast import (  # noqa: F401 (each registers its layer's fast path)
+    batch_instance,
+    batch_renorm,
+    bln,
+    evonorm_b0,
+    evonorm_s0,
+    frn,
+    ghost_batch,
+    layer2d,
+    rms,
+    switchable,
+)
 from normlab.norms.frn import FilterResponseNorm
 from normlab.norms.ghost_batch import GhostBatchNorm
 from normlab.norms.group import GroupNorm, GroupNorm1

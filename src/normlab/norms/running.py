@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from normlab.norms.fused import pool
+from normlab.norms.fast.moments import pool
 from normlab.norms.layout import per_channel
 
 

@@ -14,13 +14,10 @@ LayerNorm's and BatchNorm's statistics, with separate importance weights for the
   ones (means of means, and E[x^2] - mu^2), so x is reduced only once.
 - ``nlc``:  IN over L per sample and channel, LN over C per token, BN over (N, L) per channel.
   Here LN's axes do not contain IN's, so LN takes a second reduction over x, and the mixed
-  mean and variance vary along every axis. Large token tensors take ``_SwitchableTokens``:
-  with mu = P + Q and v = Pv + Qv, P and Pv per (sample, channel) (IN and BN), Q and Qv per
-  token (LN), xhat = (x - mu) / sqrt(v) and t = dy gamma / sqrt(v),
+  mean and variance vary along every axis.
 
-      d mu = -t,   d v = -t xhat / (2 sqrt(v)),   dx = t + (the four moments' shares)
-
-  summed over L for P, over C for Q: two activation-sized tensors forward, two backward.
+Fast paths for large inputs (``fast/switchable.py``): images from the per-(sample, channel)
+moments, one pass each way; tokens with the mix differentiated in closed form.
 
 The BN part keeps BatchNorm's running statistics (``running.py``: unbiased variance,
 ``momentum``) and uses them in eval mode; IN and LN use the sample's own statistics in every
@@ -31,18 +28,15 @@ which ``MixingWeights`` (``normlab.callbacks.norm_stats``) logs at the end of ev
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 from torch import nn
-from torch.autograd import Function
 
-from normlab.norms.fused import block_sums, first_order, moments, normalize, pool, raw_moments, use_fused
+from normlab.norms.fast.moments import moments
 from normlab.norms.layer import AffineNorm
-from normlab.norms.layout import check_input, instance_dims, per_channel
-from normlab.norms.precision import upcast
-from normlab.norms.running import add_running_stats, batch_moments, update_running
+from normlab.norms.layout import instance_dims, per_channel
+from normlab.norms.running import add_running_stats, update_running
 
 PARTS = ("in", "ln", "bn")
 
@@ -72,24 +66,10 @@ class SwitchableNorm(AffineNorm):
             out.update({f"{stat}/{part}": float(w) for part, w in zip(PARTS, torch.softmax(lam.detach().float(), 0))})
         return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.layout, self.num_channels, "SwitchableNorm")
-        if self.layout == "nchw" and use_fused(x):
-            # Large images: the three parts' statistics from the per-(sample, channel) moments,
-            # one pass over x, and one scale and shift per (sample, channel) (fused.py): 8x native
-            # GroupNorm through autograd at 32x64x32x32 (measured 2026-11-23), about 2x this way.
-            coeffs = functools.partial(self._coeffs, x.numel() // self.num_channels)  # values per channel
-            return normalize(x, instance_dims(x, "nchw"), coeffs, self.mean_weight, self.var_weight,
-                             self.weight, self.bias)
-        if self.layout == "nlc" and use_fused(x) and not torch.compiler.is_compiling():
-            # Large token tensors: autograd through the mix keeps a dozen activation-sized
-            # tensors, 3-4x native GroupNorm at 32x128x256 (measured 2026-11-29, one CPU thread).
-            return _SwitchableTokens.apply(x, self._token_coeffs, self.weight, self.bias,
-                                           self.mean_weight, self.var_weight)
+    def formula(self, x: torch.Tensor) -> torch.Tensor:
         channel_dim = -1 if self.layout == "nlc" else 1
         dims = instance_dims(x, self.layout)
-        # Statistics in fp32 (E[x^2] - mu^2 below would cancel badly in bf16), through fused.py's
-        # moments: torch.var_mean took 12-15 ms on a 32x128x256 input, two passes 1.1 ms.
+        # Statistics in fp32 (E[x^2] - mu^2 below would cancel badly in bf16), one pass each way.
         mu_in, var_in = moments(x, dims)  # (N, C, 1, 1) or (N, 1, C)
         square_in = var_in + mu_in**2  # E[x^2] per sample and channel
         if self.layout == "nlc":
@@ -115,78 +95,3 @@ class SwitchableNorm(AffineNorm):
         if self.bias is not None:
             shift = shift + per_channel(self.bias, x, self.layout)
         return torch.addcmul(shift, x, scale).to(x.dtype)
-
-    def _token_coeffs(self, m_in, v_in, m_ln, v_ln, mean_weight, var_weight):
-        """(P, Q, Pv, Qv) of the mixed mean P + Q and variance Pv + Qv (eps in Qv) from the
-        per-(sample, channel) moments (N, 1, C) and the per-token ones (N, L, 1)."""
-        m_bn, v_bn = batch_moments(self, m_in, v_in, m_in.shape[0] * m_ln.shape[1], "nlc")  # (1, 1, C)
-        wm, wv = torch.softmax(mean_weight, 0), torch.softmax(var_weight, 0)
-        return (wm[0] * m_in + wm[2] * m_bn, wm[1] * m_ln,
-                wv[0] * v_in + wv[2] * v_bn, wv[1] * v_ln + self.eps)
-
-    def _coeffs(self, count, mean, var, mean_weight, var_weight, weight, bias):
-        mu_ln, var_ln = pool(mean, var, (1,))  # (N, 1, 1, 1); mean, var: IN's (N, C, 1, 1)
-        mu_bn, var_bn = batch_moments(self, mean, var, count, "nchw")  # (1, C, 1, 1)
-        wm, wv = torch.softmax(mean_weight, 0), torch.softmax(var_weight, 0)
-        mu = wm[0] * mean + wm[1] * mu_ln + wm[2] * mu_bn
-        scale = torch.rsqrt(wv[0] * var + wv[1] * var_ln + wv[2] * var_bn + self.eps)
-        if weight is not None:
-            scale = scale * per_channel(weight, mean, "nchw")
-        shift = -mu * scale
-        return scale, shift if bias is None else shift + per_channel(bias, mean, "nchw")
-
-
-class _SwitchableTokens(Function):
-    """SwitchableNorm on (N, L, C) tokens, statistics in fp32 at least; ``coeffs`` maps the IN
-    and LN moments to (P, Q, Pv, Qv) and is differentiated as a small graph in backward."""
-
-    @staticmethod
-    def forward(ctx, x, coeffs, weight, bias, *params):
-        xs = upcast(x)
-        m_in, v_in = raw_moments(xs, (1,))  # (N, 1, C)
-        m_ln, v_ln = raw_moments(xs, (2,))  # (N, L, 1)
-        with torch.enable_grad():  # the small graph from the moments to (P, Q, Pv, Qv), for backward
-            stats = [t.detach().requires_grad_() for t in (m_in, v_in, m_ln, v_ln)]
-            leaves = [t.detach().requires_grad_(t.requires_grad) for t in params]
-            mixed = coeffs(*stats, *leaves)
-        p, q, pv, qv = (t.detach() for t in mixed)
-        xhat = torch.sub(xs, p).sub_(q)
-        rstd = torch.add(pv, qv).rsqrt_()
-        xhat.mul_(rstd)
-        if weight is not None:
-            y = (
-                torch.mul(xhat, weight.detach())
-                if bias is None
-                else torch.addcmul(bias.detach(), xhat, weight.detach())
-            )
-        else:
-            y = xhat.add(bias.detach()) if bias is not None else xhat.clone()
-        ctx.save_for_backward(x, xhat, rstd, weight)
-        ctx.graph, ctx.bias_dtype = (stats, leaves, mixed), bias.dtype if bias is not None else None
-        return y.to(x.dtype)
-
-    @staticmethod
-    @first_order
-    def backward(ctx, dy):
-        x, xhat, rstd, weight = ctx.saved_tensors
-        stats, leaves, mixed = ctx.graph
-        xs, dy = upcast(x), upcast(dy)
-        g_xhat, g_one = block_sums(dy, xhat, (1, 1, x.shape[2]))  # per channel: sum(dy xhat), sum(dy)
-        t = torch.mul(dy, weight.detach()) if weight is not None else dy.clone()
-        t.mul_(rstd)  # dy gamma / sqrt(v): d y / d x at fixed statistics
-        u = torch.mul(t, xhat).mul_(rstd)  # -2 d v
-        grads = [t.sum(1, keepdim=True).neg_(), t.sum(2, keepdim=True).neg_(),
-                 u.sum(1, keepdim=True).mul_(-0.5), u.sum(2, keepdim=True).mul_(-0.5)]
-        learned = [t for t in leaves if t.requires_grad]
-        found = torch.autograd.grad(mixed, [*stats, *learned], grads, allow_unused=True, retain_graph=True)
-        # Each moment's share of dx: d mean / dx = 1 / n, d var / dx = 2 (x - mean) / n.
-        for (mean, _), g_mean, g_var, n in ((stats[:2], *found[:2], x.shape[1]), (stats[2:], *found[2:4], x.shape[2])):
-            g_mean = g_mean if g_mean is not None else torch.zeros_like(mean)
-            g_var = g_var if g_var is not None else torch.zeros_like(mean)
-            slope = g_var * (2.0 / n)
-            t.addcmul_(xs, slope).add_(g_mean / n - slope * mean.detach())
-        by_leaf = iter(found[4:])
-        g_params = [next(by_leaf) if t.requires_grad else None for t in leaves]
-        g_weight = g_xhat.flatten().to(weight.dtype) if weight is not None else None
-        g_bias = g_one.flatten().to(ctx.bias_dtype) if ctx.bias_dtype is not None else None
-        return (t.to(x.dtype), None, g_weight, g_bias, *g_params)

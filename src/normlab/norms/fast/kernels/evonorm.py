@@ -6,8 +6,8 @@ import ctypes
 
 import torch
 
-from normlab.kernels import build
-from normlab.kernels.build import image_dims, ptr, threads
+from normlab.norms.fast.kernels import build
+from normlab.norms.fast.kernels.build import image_dims, ptr, threads
 
 _long = ctypes.c_int64
 

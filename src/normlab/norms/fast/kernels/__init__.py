@@ -17,6 +17,6 @@ against.
 
 from __future__ import annotations
 
-from normlab.kernels.build import image_dims, load, off, ptr, ready, threads, usable, vector
+from normlab.norms.fast.kernels.build import image_dims, load, off, ptr, ready, threads, usable, vector
 
 __all__ = ["image_dims", "load", "off", "ptr", "ready", "threads", "usable", "vector"]

@@ -7,8 +7,8 @@ import ctypes
 
 import torch
 
-from normlab.kernels import build
-from normlab.kernels.build import ptr, threads
+from normlab.norms.fast.kernels import build
+from normlab.norms.fast.kernels.build import ptr, threads
 
 _long = ctypes.c_int64
 

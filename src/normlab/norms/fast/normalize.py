@@ -27,10 +27,10 @@ same op in place (allocation, and memory touched for the first time), so each la
 its output forward and dx backward and little else, as GroupNorm's kernels do; the
 statistics kernel's normalized output becomes the layer's output in place. The rest is fixed
 cost, about a hundred small-tensor ops per call (coefficients, their autograd): 1-2 ms, which
-is why small inputs keep the composite path.
+is why small inputs keep the layer's formula.
 
 On the CPU, for contiguous fp32 x whose blocks are rows (a sample's channel), the passes are
-C loops (``normlab/kernels/rows.c``): the moments in one read of each row, ``x a + b`` and the
+C loops (``kernels/rows.c``): the moments in one read of each row, ``x a + b`` and the
 floor in one pass, the two sums in one and dx in one more, without the normalized copy and the
 in-place passes PyTorch's kernels need. Elsewhere (GPUs, bf16, no C compiler) the same
 function runs on PyTorch's kernels as described above.
@@ -38,102 +38,19 @@ function runs on PyTorch's kernels as described above.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import functools
 import math
 
 import torch
 from torch.autograd import Function
-from torch.autograd.function import once_differentiable
 
-from normlab import kernels
-from normlab.kernels import rows
+from normlab.norms.fast import first_order, kernels
+from normlab.norms.fast.kernels import rows
+from normlab.norms.fast.moments import trailing
 from normlab.norms.precision import upcast
-
-# Below this many elements a layer keeps its composite path (native kernels and a few tensor
-# ops with autograd): the fused path's fixed cost, about 100 small-tensor ops forward and
-# backward, is more than the passes it saves. Measured 2026-11-23 on two busy CPU cores: BLN,
-# FRN and Batch Renorm break even at 8x16x32x32 (131k elements); at 2x16x28x28 the fused path
-# is 1.4-2.8x slower, at 32x64x32x32 2.5-4x faster. Re-measured 2026-11-29 on one idle thread:
-# bln, batch_renorm, batch_instance and switchable break even at 128k-256k, FRN, RMSNorm and the
-# EvoNorms at 64k-128k; layer2d's closed form wins from 16k (``share`` in use_fused).
-FUSED_MIN_ELEMENTS = 1 << 17
-
-
-_COMPOSITE_ONLY = contextvars.ContextVar("composite_only", default=False)
-
-SECOND_ORDER = (
-    "create_graph=True asks for gradients of gradients, and normlab's fused norm paths (inputs of "
-    f"{FUSED_MIN_ELEMENTS} elements or more, and the C kernels) give first-order gradients only. "
-    "Fix: run the forward inside `with normlab.norms.composite_only():` (plain PyTorch, autograd throughout)."
-)
-
-
-@contextlib.contextmanager
-def composite_only():
-    """Inside the block every norm runs its plain PyTorch formula with autograd throughout: no
-    fused autograd function, no C kernel. For gradients of gradients (``create_graph=True``, a
-    gradient penalty), which the fused paths' closed-form backwards do not give; slower."""
-    token = _COMPOSITE_ONLY.set(True)
-    try:
-        yield
-    finally:
-        _COMPOSITE_ONLY.reset(token)
-
-
-def plain() -> bool:
-    """The plain formula: under torch.compile (inductor fuses it) and inside ``composite_only``."""
-    return torch.compiler.is_compiling() or _COMPOSITE_ONLY.get()
-
-
-def kernel_ready(name: str, *tensors: torch.Tensor) -> bool:
-    """Whether the C kernel ``name`` takes these tensors (never inside ``composite_only``)."""
-    return not _COMPOSITE_ONLY.get() and kernels.ready(name, *tensors)
-
-
-def first_order(backward):
-    """``once_differentiable``, with a one-line refusal when asked for gradients of gradients."""
-    inner = once_differentiable(backward)
-
-    @functools.wraps(backward)
-    def checked(ctx, *grads):
-        if torch.is_grad_enabled():  # the engine enables grad in backward only for create_graph=True
-            raise RuntimeError(SECOND_ORDER)
-        return inner(ctx, *grads)
-
-    return checked
 
 
 def stat_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)
-
-
-def use_fused(x: torch.Tensor, share: float = 1.0) -> bool:
-    """Whether ``x`` is large enough for the fused path: ``share`` of ``FUSED_MIN_ELEMENTS`` for a
-    layer whose fused path has less fixed cost (one autograd function, no nested graph). Never
-    inside ``composite_only``."""
-    return not _COMPOSITE_ONLY.get() and x.numel() >= FUSED_MIN_ELEMENTS * share
-
-
-def trailing(x: torch.Tensor, dims: tuple[int, ...]) -> bool:
-    return tuple(sorted(dims)) == tuple(range(x.dim() - len(dims), x.dim()))
-
-
-def raw_moments(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and biased variance over ``dims`` (kept), no autograd; fp32 at least."""
-    x = upcast(x)
-    if trailing(x, dims) and x.is_contiguous() and x.numel() > 0:
-        # Rows of x: GroupNorm's kernel with one group computes their mean and 1/std in one
-        # vectorized pass, 2-3x faster than the two passes below (its normalized output is
-        # not used). With eps = 0, var = rstd^-2 exactly as rounding allows (0 for constant rows).
-        shape = x.shape[: x.dim() - len(dims)] + (1,) * len(dims)
-        rows = x.reshape(-1, 1, math.prod(x.shape[d] for d in dims))
-        _, mean, rstd = torch.native_group_norm(rows, None, None, rows.shape[0], 1, rows.shape[2], 1, 0.0)
-        return mean.view(shape), rstd.pow(-2).view(shape)
-    mean = x.mean(dims, keepdim=True)
-    centered = x - mean  # two passes, not E[x^2] - mean^2, which cancels for inputs with an offset
-    return mean, centered.mul_(centered).mean(dims, keepdim=True)
 
 
 def sum_squares(t: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
@@ -143,16 +60,6 @@ def sum_squares(t: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
     if trailing(t, dims) and t.is_contiguous():
         return torch.linalg.vector_norm(t, dim=dims, keepdim=True).square_()
     return (t * t).sum(dims, keepdim=True)
-
-
-def pool(mean: torch.Tensor, var: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Moments of the union of equal-sized blocks from the blocks' moments (law of total variance).
-
-    Per-channel batch statistics are the per-(sample, channel) ones pooled over the samples:
-    one pass over x serves InstanceNorm's, LayerNorm's and BatchNorm's axes at once.
-    """
-    m = mean.mean(dims, keepdim=True)
-    return m, var.mean(dims, keepdim=True) + (mean - m).square().mean(dims, keepdim=True)
 
 
 def scale_rows(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
@@ -349,44 +256,6 @@ def normalize(x: torch.Tensor, dims: tuple[int, ...], coeffs, *params: torch.Ten
     must give (parameters, or None).
     """
     dims = tuple(d % x.dim() for d in dims)
-    if plain():
-        # Under torch.compile, the plain formula: inductor generates fused kernels for it, which
-        # the custom autograd function (and its autograd inside) would hide from it. Inside
-        # composite_only: autograd through it, to any order.
-        if center:
-            var, mean = torch.var_mean(upcast(x), dims, correction=0, keepdim=True)
-        else:
-            var = upcast(x).square().mean(dims, keepdim=True)
-            mean = torch.zeros_like(var)
-        a, b = coeffs(mean, var, *params)
-        y = x * a if b is None else torch.addcmul(b, x, a)
-        return (y if floor is None else torch.maximum(y, floor)).to(x.dtype)
     return _Normalize.apply(x, dims, coeffs, floor, center, *params)
 
 
-class _Moments(Function):
-    @staticmethod
-    def forward(ctx, x, dims):
-        mean, var = raw_moments(x, dims)
-        ctx.save_for_backward(x, mean)
-        ctx.count = x.numel() // max(mean.numel(), 1)
-        return mean, var
-
-    @staticmethod
-    @first_order
-    def backward(ctx, g_mean, g_var):
-        x, mean = ctx.saved_tensors
-        q = g_mean / ctx.count if g_mean is not None else torch.zeros_like(mean)
-        if g_var is None:
-            return torch.zeros_like(x).add_(q), None
-        p = g_var * (2.0 / ctx.count)
-        return torch.addcmul(q - p * mean, x, p).to(x.dtype), None
-
-
-def moments(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and biased variance of ``x`` over ``dims`` (kept), differentiable: for the norms whose
-    output is not ``x * a + b`` (EvoNorm), one pass forward and one back."""
-    if plain():  # the plain formula for inductor and for composite_only, as in normalize
-        var, mean = torch.var_mean(upcast(x), dims, correction=0, keepdim=True)
-        return mean, var
-    return _Moments.apply(x, tuple(d % x.dim() for d in dims))
