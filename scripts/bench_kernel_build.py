@@ -1,7 +1,7 @@
-"""The CPU kernels' own build (normlab.kernels.build: cc + ctypes) against torch.utils.cpp_extension.load_inline.
+"""The CPU kernels' own build (norms/fast/kernels/build.py: cc + ctypes) against cpp_extension.load_inline.
 
 Both ways compile the same rows.c with build.py's flags: (a) as C into a cached library called through the ctypes
-wrappers of normlab.kernels.rows, (b) as C++ (its text #included inside extern "C") with a pybind11 wrapper taking
+wrappers of kernels/rows.py, (b) as C++ (its text #included inside extern "C") with a pybind11 wrapper taking
 tensors. The question is which is simpler at equal speed, so this prints what each needs installed, its cold build and
 warm load (each in a fresh process and a fresh build folder), the per-call time of rows_moments and rows_affine on a
 large and a small image (where call overhead dominates), whether both give the same bits, and the lines each needs.
@@ -25,7 +25,7 @@ from functools import partial
 
 import torch
 
-from normlab.kernels import build, rows
+from normlab.norms.fast.kernels import build, rows
 
 WRAPPER = r"""
 extern "C" {
