@@ -1,4 +1,4 @@
-"""Group Normalization (Wu & He, 2018, Eq. 1 and 7).
+"""Group Normalization (Wu & He, 2018, Eq. 1, 2, 6 and 7).
 
     y = gamma * (x - mu_ng) / sqrt(var_ng + eps) + beta,  one mean/var per sample and group
 
