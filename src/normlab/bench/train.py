@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from normlab import REPO_ROOT
 from normlab.bench.report import fmt, markdown, median, warn_if_busy, write_report
 from normlab.errors import ConfigError
 from normlab.run.config_check import check_config
@@ -49,7 +50,7 @@ from normlab.run.loggers import build_loggers, finish_wandb
 from normlab.run.trainer import build_trainer
 from normlab.tasks import build_task
 
-CONF = Path(__file__).resolve().parents[3] / "conf"
+CONF = REPO_ROOT / "conf"
 DEFAULT_THREADS = torch.get_num_threads()
 RESNET_TARGET = 1.15  # normlab's step at batch 2 on the default ResNet: at most this many hand-written steps
 

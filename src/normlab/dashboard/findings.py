@@ -8,9 +8,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from normlab import REPO_ROOT as ROOT  # docs/ and scripts/ live there
 from normlab.errors import ConfigError
-
-ROOT = Path(__file__).resolve().parents[3]  # the checkout: docs/ and scripts/ live here
 
 
 def section(text: str, heading: str) -> list[str]:

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from normlab import REPO_ROOT
 from normlab.errors import ConfigError
 from normlab.run.lifecycle import final_metrics, start
-from normlab.run.summary import REPO_ROOT, write_json_atomic
+from normlab.run.summary import write_json_atomic
 from normlab.run.trainer import build_trainer
 from normlab.tasks import build_task
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from normlab import REPO_ROOT
 from normlab.atomic import atomic_write
 
 
@@ -26,7 +27,6 @@ def write_json_atomic(path: Path, data: dict) -> None:
         f.write(json.dumps(data, indent=2, default=str))
 
 
-REPO_ROOT = Path(__file__).resolve().parents[3]  # the checkout holding src/normlab, when run from one
 
 
 def code_version(root: Path = REPO_ROOT) -> dict | None:
