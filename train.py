@@ -1,11 +1,11 @@
 """Train one configuration, or sweep many with -m.
 
-    python train.py                                   # ResNet-20 + BatchNorm on offline MNIST
-    python train.py norm=group data.batch=2
-    python train.py trainer=ddp_cpu data.batch=4      # DDP over 2 CPU processes: global batch 8
-    python train.py -m norm=batch,group data.batch=2,4,8,16,32
-    python train.py --cfg job                         # print the composed config
-    python train.py resume=logs/runs/<run>            # continue a killed run where it stopped
+python train.py                                   # ResNet-20 + BatchNorm on offline MNIST
+python train.py norm=group data.batch=2
+python train.py trainer=ddp_cpu data.batch=4      # DDP over 2 CPU processes: global batch 8
+python train.py -m norm=batch,group data.batch=2,4,8,16,32
+python train.py --cfg job                         # print the composed config
+python train.py resume=logs/runs/<run>            # continue a killed run where it stopped
 """
 
 import logging

@@ -41,8 +41,14 @@ def draw(spec: dict, out: Path) -> list[str]:
     ax.set_xlim(0, PER_ROW + 1)
     ax.set_ylim(len(rows), -0.8)
     group_by = ", ".join(spec["definition"]["group_by"])  # the filter is the experiment's W&B group, as dashboard.spec
-    ax.text(0, -0.45, f"{ws['displayName']}: runs of group {spec['experiment']}, grouped by {group_by}",
-            fontsize=12, weight="bold", va="center")
+    ax.text(
+        0,
+        -0.45,
+        f"{ws['displayName']}: runs of group {spec['experiment']}, grouped by {group_by}",
+        fontsize=12,
+        weight="bold",
+        va="center",
+    )
     texts = []
     for y, (name, panels) in enumerate(rows):
         ax.text(0.02, y + 0.5, "\n".join(textwrap.wrap(name, 16)), fontsize=10, weight="bold", va="center")
@@ -65,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         spec = json.loads(args.spec.read_text())
         spec["workspace"]["spec"]["section"]["panelBankConfig"]["sections"]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
-        print(f"error: {args.spec} is not a spec of scripts/dashboard.py --dump ({e}). Fix: dump it again.",
-              file=sys.stderr)
+        print(
+            f"error: {args.spec} is not a spec of scripts/dashboard.py --dump ({e}). Fix: dump it again.",
+            file=sys.stderr,
+        )
         return 2
     draw(spec, args.output)
     print(f"wrote {args.output}")

@@ -39,8 +39,11 @@ class Block(nn.Module):
         self.c1, self.n1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
         self.c2, self.n2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
         changes = stride > 1 or cin != cout
-        self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)) \
-            if changes else nn.Identity()
+        self.shortcut = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if changes
+            else nn.Identity()
+        )
 
     def forward(self, x):
         return F.relu(self.n2(self.c2(F.relu(self.n1(self.c1(x))))) + self.shortcut(x))
@@ -73,8 +76,12 @@ def main() -> None:
     model, b = resnet10(args.width), args.batch
     decay = [q for q in model.parameters() if q.ndim > 1]
     rest = [q for q in model.parameters() if q.ndim <= 1]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": args.weight_decay}, {"params": rest, "weight_decay": 0}],
-                          lr=args.lr * b / 32, momentum=0.9, nesterov=True)
+    opt = torch.optim.SGD(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": rest, "weight_decay": 0}],
+        lr=args.lr * b / 32,
+        momentum=0.9,
+        nesterov=True,
+    )
     steps = len(x_train) // b
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr * b / 32, total_steps=args.epochs * steps)
     start = time.time()
@@ -82,7 +89,7 @@ def main() -> None:
         model.train()
         order, wrong = torch.randperm(len(x_train)), 0
         for i in range(steps):
-            idx = order[i * b:(i + 1) * b]
+            idx = order[i * b : (i + 1) * b]
             x, y = x_train[idx], y_train[idx]
             x = torch.where(torch.rand(b, 1, 1, 1) < 0.5, x.flip(3), x)
             out = model(x)
@@ -94,10 +101,15 @@ def main() -> None:
             wrong += (out.argmax(1) != y).sum().item()
         model.eval()
         with torch.no_grad():
-            right = sum((model(x_test[i:i + 500]).argmax(1) == y_test[i:i + 500]).sum().item()
-                        for i in range(0, len(x_test), 500))
-        print(f"epoch {epoch}: train error {100 * wrong / (steps * b):.2f}%, "
-              f"test error {100 - 100 * right / len(x_test):.2f}%, {time.time() - start:.0f} s", flush=True)
+            right = sum(
+                (model(x_test[i : i + 500]).argmax(1) == y_test[i : i + 500]).sum().item()
+                for i in range(0, len(x_test), 500)
+            )
+        print(
+            f"epoch {epoch}: train error {100 * wrong / (steps * b):.2f}%, "
+            f"test error {100 - 100 * right / len(x_test):.2f}%, {time.time() - start:.0f} s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

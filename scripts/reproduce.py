@@ -34,8 +34,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except subprocess.CalledProcessError as err:
-        print(f"error: a sweep failed (exit {err.returncode}): {' '.join(err.cmd)}. Its runs' summary.json files "
-              f"say why; scripts/report.py on its directory lists them.", file=sys.stderr)
+        print(
+            f"error: a sweep failed (exit {err.returncode}): {' '.join(err.cmd)}. Its runs' summary.json files "
+            f"say why; scripts/report.py on its directory lists them.",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -1,6 +1,6 @@
 """Side-by-side stylizations of several style runs (e.g. one per norm). See normlab.report.style_grid.
 
-    python scripts/style_grid.py logs/multiruns/<sweep>/* --output style_norms.png
+python scripts/style_grid.py logs/multiruns/<sweep>/* --output style_norms.png
 """
 
 import sys

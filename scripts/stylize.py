@@ -1,6 +1,6 @@
 """Apply a trained style network to an image file. See normlab.tasks.stylize.
 
-    python scripts/stylize.py --ckpt <run>/checkpoints/last.ckpt --input a.jpg --output b.png
+python scripts/stylize.py --ckpt <run>/checkpoints/last.ckpt --input a.jpg --output b.png
 """
 
 import sys

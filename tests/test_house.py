@@ -18,8 +18,13 @@ def module_name(path: Path) -> str:
 def normlab_imports(path: Path) -> list[tuple[str, bool]]:
     """(imported normlab module, imported inside a function) for every import in ``path``."""
     tree = ast.parse(path.read_text())
-    local = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
-             for n in ast.walk(f) if isinstance(n, (ast.Import, ast.ImportFrom))}
+    local = {
+        id(n)
+        for f in ast.walk(tree)
+        if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for n in ast.walk(f)
+        if isinstance(n, (ast.Import, ast.ImportFrom))
+    }
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("normlab"):
@@ -50,6 +55,7 @@ def test_the_top_holds_packages_and_small_leaves_only():
 
 def test_no_import_cycle_between_packages_or_modules():
     edges = graph()
+
     # A package's __init__ re-exports its modules: an edge pkg -> pkg.mod is not a cycle of ideas.
     # Every other path back to where it started is.
     def deps(m):
@@ -63,7 +69,7 @@ def test_no_import_cycle_between_packages_or_modules():
         stack.append(m)
         for t in sorted(deps(m)):
             if state.get(t) == 1:
-                cycle = stack[stack.index(t):] + [t]
+                cycle = stack[stack.index(t) :] + [t]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if t not in state:
                 visit(t)
@@ -80,6 +86,10 @@ OPTIONAL = {"normlab.report.html"}  # plotly (.[html])
 
 
 def test_no_function_local_import_of_normlab_modules():
-    local = [f"{p.relative_to(SRC.parent)}: {target}" for p in SRC.rglob("*.py")
-             for target, inside in normlab_imports(p) if inside and target not in OPTIONAL]
+    local = [
+        f"{p.relative_to(SRC.parent)}: {target}"
+        for p in SRC.rglob("*.py")
+        for target, inside in normlab_imports(p)
+        if inside and target not in OPTIONAL
+    ]
     assert not local, "function-local imports of normlab modules (a hidden cycle?): " + "; ".join(local)

@@ -21,9 +21,11 @@ class Diverged(RuntimeError):
 
     def __init__(self, step: int):
         self.step = step
-        super().__init__(f"training diverged at step {step}: the loss or the weights became NaN or infinite. The run "
-                         f"was stopped, and checkpoints/ keeps only weights from before that step. Fix: lower "
-                         f"task.optim.lr, add warm-up (task.optim.warmup) or clipping (trainer.gradient_clip_val=1.0).")
+        super().__init__(
+            f"training diverged at step {step}: the loss or the weights became NaN or infinite. The run "
+            f"was stopped, and checkpoints/ keeps only weights from before that step. Fix: lower "
+            f"task.optim.lr, add warm-up (task.optim.warmup) or clipping (trainer.gradient_clip_val=1.0)."
+        )
 
 
 def unknown_name(kind: str, name: str, known: Iterable[str], key: str) -> ConfigError:
@@ -32,8 +34,7 @@ def unknown_name(kind: str, name: str, known: Iterable[str], key: str) -> Config
     close = difflib.get_close_matches(str(name), known, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     return ConfigError(
-        f"unknown {kind} '{name}' (known: {', '.join(known)}).{hint} "
-        f"Fix: set {key}=<one of the known names>."
+        f"unknown {kind} '{name}' (known: {', '.join(known)}).{hint} Fix: set {key}=<one of the known names>."
     )
 
 

@@ -46,7 +46,8 @@ def test_bench_norms_quick_has_a_row_per_norm_and_layout_with_finite_times(tmp_p
     for r in rows:
         has_native = native(r.norm, build_norm(r.norm, r.case.channels, r.case.layout)) is not None
         needed = ["normlab", "reference", "base", "gn", "copy"] + (
-            ["native"] if has_native else ["pytorch path"] if r.norm != "none" else [])
+            ["native"] if has_native else ["pytorch path"] if r.norm != "none" else []
+        )
         assert all(math.isfinite(r.ms[k]) and r.ms[k] > 0 for k in needed), (r.norm, r.case.label, r.ms)
         assert "compiled" not in r.ms  # --quick does not compile
         assert math.isfinite(r.gbps) and r.gbps > 0 and r.target()[1] in ("ok", "MISSED", "unresolved", None)
@@ -74,8 +75,15 @@ def test_median_ci_takes_the_order_statistics_of_the_binomial_interval():
     assert 1.02 <= lo <= 1.03 <= hi <= 1.04
 
 
-@pytest.mark.parametrize("ci, expected", [((1.01, 0.99, 1.03), "ok"), ((1.06, 1.051, 1.08), "MISSED"),
-                                          ((1.04, 1.02, 1.06), "unresolved"), ((1.05, 1.04, 1.05), "ok")])
+@pytest.mark.parametrize(
+    "ci, expected",
+    [
+        ((1.01, 0.99, 1.03), "ok"),
+        ((1.06, 1.051, 1.08), "MISSED"),
+        ((1.04, 1.02, 1.06), "unresolved"),
+        ((1.05, 1.04, 1.05), "ok"),
+    ],
+)
 def test_a_verdict_needs_the_whole_interval_on_one_side_of_the_target(ci, expected):
     assert bench_norms.verdict(ci, 1.05) == expected
 
@@ -88,6 +96,7 @@ def test_rounds_go_on_while_the_verdict_is_open_and_stop_when_it_settles():
         def check(times):
             asked.append(len(times["normlab"]))
             return len(times["normlab"]) >= n
+
         return check
 
     times = bench_norms.measure(runs, 20, lambda: None, settled=settled_after(0))
@@ -107,6 +116,7 @@ def test_the_compared_layers_are_timed_on_new_copies_every_few_rounds():
         def make():
             built.append(k)
             return lambda: None
+
         return make
 
     runs = {"normlab": lambda: None, "gn": lambda: None, "copy": lambda: None}

@@ -44,8 +44,12 @@ def state(model):
     """Everything but the parameters' values that a forward could change, as comparable values."""
     tensors = {k: v.clone() for k, v in model.state_dict().items()}
     tensors.update({f"buffer:{k}": v.clone() for k, v in model.named_buffers()})  # non-persistent too
-    attrs = {(name, k): (v.clone() if isinstance(v, torch.Tensor) else v)
-             for name, m in model.named_modules() for k, v in vars(m).items() if not k.startswith("_")}
+    attrs = {
+        (name, k): (v.clone() if isinstance(v, torch.Tensor) else v)
+        for name, m in model.named_modules()
+        for k, v in vars(m).items()
+        if not k.startswith("_")
+    }
     return tensors, attrs
 
 
@@ -80,8 +84,9 @@ def evaluate(model, batch, chunk=None):
 
 
 def module_of(model, batch_size):
-    return SimpleNamespace(model=model, device=torch.device("cpu"), evaluate=evaluate, batch_size=batch_size,
-                           log=lambda *a, **k: None)
+    return SimpleNamespace(
+        model=model, device=torch.device("cpu"), evaluate=evaluate, batch_size=batch_size, log=lambda *a, **k: None
+    )
 
 
 CASES = [(name, layout) for name in sorted(NORMS) for layout in ("nchw", "nlc") if supports(name, layout)]

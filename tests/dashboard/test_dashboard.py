@@ -300,7 +300,6 @@ def test_docs_table_lists_every_definition_as_it_is():
         assert row in doc, f"docs/dashboards.md: no row {row}"
 
 
-
 def test_the_dumped_workspace_is_drawn_one_box_per_panel(monkeypatch, capsys, tmp_path):
     spec = tmp_path / "spec.json"
     run_script(monkeypatch, capsys, "--entity", "e", "--project", "p", "--experiment", "gn_vs_bn", "--dump", str(spec))

@@ -34,8 +34,11 @@ def test_every_norm_builds_every_model(model, name, one_thread):
     norms = [m for m in net.modules() if isinstance(m, NORMS[name])]
     assert norms, "the factory's norm must be in the network"
     if name != "none":
-        foreign = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-                   and name not in ("batch", "sync_batch")]  # sync_batch is BatchNorm until DDP on GPUs converts it
+        foreign = [
+            m
+            for m in net.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and name not in ("batch", "sync_batch")
+        ]  # sync_batch is BatchNorm until DDP on GPUs converts it
         assert not foreign, "no BatchNorm may be left behind when another norm is asked for"
 
 
@@ -49,8 +52,11 @@ def test_cifar_resnet_depths(depth, blocks):
 @pytest.mark.parametrize("model", ["resnet20", "resnet18", "resnet50"])
 def test_zero_init_residual_makes_every_block_start_as_identity(model):
     net = build_model({"name": model, "zero_init_residual": True}, {"name": "group"}, num_classes=10, in_channels=3)
-    last = [m.norm2 if hasattr(m, "norm2") else getattr(m, "bn3", getattr(m, "bn2", None))
-            for m in net.modules() if type(m).__name__ in ("BasicBlock", "Bottleneck")]
+    last = [
+        m.norm2 if hasattr(m, "norm2") else getattr(m, "bn3", getattr(m, "bn2", None))
+        for m in net.modules()
+        if type(m).__name__ in ("BasicBlock", "Bottleneck")
+    ]
     assert last and all(torch.all(n.weight == 0) for n in last)
 
 

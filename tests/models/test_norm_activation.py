@@ -68,8 +68,9 @@ def test_no_relu_after_a_norm_that_activates_and_affine_only_before_the_sum(mode
     net = build(model, norm).train()
     ran, fed = norms_fed_to_relu(net, torch.randn(2, 3, 16, 16))
     last = before_sum(net)
-    assert last and all(not activates(m) and getattr(m, "v1", None) is None and getattr(m, "tau", None) is None
-                        for m in last)
+    assert last and all(
+        not activates(m) and getattr(m, "v1", None) is None and getattr(m, "tau", None) is None for m in last
+    )
     rest = [m for m in ran if not any(m is n for n in last)]
     assert rest and all(activates(m) for m in rest)
     assert not fed, "a ReLU follows a norm that is its own activation"

@@ -34,8 +34,8 @@ class AuthorsBLN:
     def mix(self, x, feature_mean, feature_std, batch_mean, batch_std):
         x_f = (x - feature_mean) / feature_std
         x_b = (x - batch_mean) / batch_std
-        numerator = (x_f * ((1 / self.batch_size) - .0001)) + (x_b * (1 - ((1 / self.batch_size) + .0001)))
-        x_beta = numerator / self.dk ** 0.5
+        numerator = (x_f * ((1 / self.batch_size) - 0.0001)) + (x_b * (1 - ((1 / self.batch_size) + 0.0001)))
+        x_beta = numerator / self.dk**0.5
         return (self.gamma1 * x_beta) + self.beta1
 
     def bn_training(self, x):
@@ -110,4 +110,4 @@ def test_a_batch_of_one_is_the_feature_part_weighted_as_the_authors_weight_it():
     x = torch.randn(1, 8, 4, 4, dtype=torch.float64)
     var, mean = torch.var_mean(x, 1, correction=0, keepdim=True)
     x_f = (x - mean) / torch.sqrt(var + 1e-3)
-    torch.testing.assert_close(layer(x), (1 - 1e-4) * x_f / 8 ** 0.5)  # the batch part is 0 at m = 1
+    torch.testing.assert_close(layer(x), (1 - 1e-4) * x_f / 8**0.5)  # the batch part is 0 at m = 1

@@ -65,8 +65,10 @@ def test_fused_and_composite_paths_agree_in_train_and_eval_mode(name, layout, tr
         torch.testing.assert_close(b, b2, msg=f"buffer {bname}")
 
 
-@pytest.mark.parametrize("shape, dims", [((4, 6, 5, 3), (2, 3)), ((4, 6, 5, 3), (0, 2, 3)), ((3, 7, 8), (1,)),
-                                         ((3, 7, 8), (2,)), ((3, 7, 8), (0, 1))])
+@pytest.mark.parametrize(
+    "shape, dims",
+    [((4, 6, 5, 3), (2, 3)), ((4, 6, 5, 3), (0, 2, 3)), ((3, 7, 8), (1,)), ((3, 7, 8), (2,)), ((3, 7, 8), (0, 1))],
+)
 def test_moments_are_mean_and_biased_variance_with_their_gradients(shape, dims):
     x = (torch.randn(shape, dtype=torch.float64) * 3 + 20).requires_grad_()  # an offset: no E[x^2] - mean^2
     mean, var = moments(x, dims)
@@ -123,10 +125,13 @@ def test_under_torch_compile_the_fused_norms_are_the_plain_formula_and_agree_wit
     torch.testing.assert_close(torch.autograd.grad(y_compiled, x, g)[0], torch.autograd.grad(y, x, g)[0])
 
 
-@pytest.mark.parametrize("name, function, threshold, below, at", [
-    ("bln", lambda: fused._Normalize, 4 * 8 * 4 * 4, (2, 8, 4, 4), (4, 8, 4, 4)),
-    ("layer2d", lambda: layer2d._ChannelNorm, 8 * 2 * 8 * 4 * 4, (1, 8, 4, 4), (2, 8, 4, 4)),  # an eighth of it
-])
+@pytest.mark.parametrize(
+    "name, function, threshold, below, at",
+    [
+        ("bln", lambda: fused._Normalize, 4 * 8 * 4 * 4, (2, 8, 4, 4), (4, 8, 4, 4)),
+        ("layer2d", lambda: layer2d._ChannelNorm, 8 * 2 * 8 * 4 * 4, (1, 8, 4, 4), (2, 8, 4, 4)),  # an eighth of it
+    ],
+)
 def test_a_layer_takes_the_fused_path_only_from_its_threshold_on(name, function, threshold, below, at, monkeypatch):
     monkeypatch.setenv("NORMLAB_CPU_KERNELS", "0")  # the PyTorch path's thresholds (the kernels': test_kernels.py)
     calls = []
@@ -169,8 +174,9 @@ def test_each_fast_path_is_registered_for_the_class_of_its_namesake_layer_only(m
     subclass, which may change the formula, runs its own formula at every size."""
     files = {p.stem for p in Path(fast.__file__).parent.glob("*.py")} - {"__init__", "normalize", "moments"}
     assert {cls.__module__.rsplit(".", 1)[1] for cls in fast.PATHS} == files
-    assert all(fast.PATHS[cls].__module__ == f"normlab.norms.fast.{cls.__module__.rsplit('.', 1)[1]}"
-               for cls in fast.PATHS)
+    assert all(
+        fast.PATHS[cls].__module__ == f"normlab.norms.fast.{cls.__module__.rsplit('.', 1)[1]}" for cls in fast.PATHS
+    )
 
     class Zeroed(NORMS["frn"]):
         def formula(self, x):

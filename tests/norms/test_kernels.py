@@ -221,13 +221,17 @@ def test_kernels_take_only_contiguous_fp32_cpu_tensors_and_can_be_turned_off(mon
 
 
 @needs_compiler
-@pytest.mark.parametrize("name, function, threshold, small", [
-    ("evonorm_s0", lambda: evonorm_s0._EvoNormS0, 1 << 60, True),  # the kernel at every size
-    ("layer2d", lambda: layer2d._ChannelNorm, 1 << 60, True),
-    ("evonorm_b0", lambda: evonorm_b0._EvoNormB0, 4 * 128, False),  # from a quarter of the threshold: 128
-])
-def test_with_kernels_a_layer_takes_its_fused_path_from_its_own_threshold(name, function, threshold, small,
-                                                                           monkeypatch):
+@pytest.mark.parametrize(
+    "name, function, threshold, small",
+    [
+        ("evonorm_s0", lambda: evonorm_s0._EvoNormS0, 1 << 60, True),  # the kernel at every size
+        ("layer2d", lambda: layer2d._ChannelNorm, 1 << 60, True),
+        ("evonorm_b0", lambda: evonorm_b0._EvoNormB0, 4 * 128, False),  # from a quarter of the threshold: 128
+    ],
+)
+def test_with_kernels_a_layer_takes_its_fused_path_from_its_own_threshold(
+    name, function, threshold, small, monkeypatch
+):
     calls = []
     monkeypatch.setattr(fast, "FUSED_MIN_ELEMENTS", threshold)
     monkeypatch.setattr(function(), "apply", lambda *a: calls.append(a) or a[0])

@@ -65,6 +65,7 @@ def canonical_name(m):
 
 # --- ghost_batch --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("layout", ["nchw", "nlc"])
 def test_ghost_batch_is_batchnorm_run_separately_on_each_sub_batch(layout):
     x = (images() if layout == "nchw" else tokens()).requires_grad_()  # 10 samples: ghosts of 4, 4 and 2
@@ -112,6 +113,7 @@ def test_a_last_ghost_batch_of_one_sample_joins_the_one_before():
 
 # --- batch_renorm -------------------------------------------------------------------------
 
+
 def renorm(**knobs):
     return randomize(build_norm("batch_renorm", 8, **knobs).double())
 
@@ -155,6 +157,7 @@ def test_batch_renorm_warm_up_goes_from_batchnorm_to_the_final_clips():
 
 
 # --- frn, layer2d, group1, switchable, batch_instance, cond_instance, adain -----------------
+
 
 @pytest.mark.parametrize("layout", ["nchw", "nlc"])
 def test_frn_with_learnable_eps_matches_its_formula(layout):
@@ -259,6 +262,7 @@ def test_adain_gives_the_content_the_style_statistics(layout):
 
 # --- layouts a norm refuses ---------------------------------------------------------------
 
+
 class ImagesOnly(nn.Identity):
     """A stand-in for a norm with no meaning for tokens."""
 
@@ -342,12 +346,17 @@ def test_precise_bn_runs_batch_renorm_as_batchnorm_whatever_its_running_averages
     results = []
     for start in (0.0, 50.0):
         torch.manual_seed(1)  # the same weights
-        model = nn.Sequential(nn.Conv2d(3, 8, 3), build_norm("batch_renorm", 8, relax_start=0, r_max_step=1,
-                                                             d_max_step=1), nn.Conv2d(8, 8, 1), build_norm("batch", 8))
+        model = nn.Sequential(
+            nn.Conv2d(3, 8, 3),
+            build_norm("batch_renorm", 8, relax_start=0, r_max_step=1, d_max_step=1),
+            nn.Conv2d(8, 8, 1),
+            build_norm("batch", 8),
+        )
         model[1].num_batches_tracked.fill_(10)  # past the warm-up: r and d at their limits
         model[1].running_mean.fill_(start)
-        PreciseBN(num_batches=3).recompute(SimpleNamespace(datamodule=Batches(batches)),
-                                           SimpleNamespace(model=model, device=torch.device("cpu")))
+        PreciseBN(num_batches=3).recompute(
+            SimpleNamespace(datamodule=Batches(batches)), SimpleNamespace(model=model, device=torch.device("cpu"))
+        )
         results.append(model[3].running_mean.clone())
     torch.testing.assert_close(results[0], results[1])
 
@@ -363,8 +372,9 @@ def test_precise_bn_callback_skips_the_sanity_check_and_models_without_batch_sta
     assert PreciseBN().recompute(SimpleNamespace(datamodule=None), group_net) == 0
 
 
-@pytest.mark.parametrize("name,mixing", [("switchable", {"mean_weight", "var_weight"}), ("batch_instance", {"rho"}),
-                                         ("batch", set())])
+@pytest.mark.parametrize(
+    "name,mixing", [("switchable", {"mean_weight", "var_weight"}), ("batch_instance", {"rho"}), ("batch", set())]
+)
 def test_mixing_weights_get_no_weight_decay_and_everything_else_does(name, mixing):
     model = nn.Sequential(nn.Conv2d(3, 8, 3), build_norm(name, 8))
     opt = build_optimizer(param_groups(model), {"name": "sgd", "weight_decay": 5e-4}, 0.1)
@@ -375,8 +385,9 @@ def test_mixing_weights_get_no_weight_decay_and_everything_else_does(name, mixin
 
 
 def test_mixing_weights_are_logged_for_every_layer_that_learns_a_mixture():
-    model = nn.Sequential(build_norm("switchable", 4), nn.ReLU(), build_norm("batch_instance", 4),
-                          build_norm("batch", 4))
+    model = nn.Sequential(
+        build_norm("switchable", 4), nn.ReLU(), build_norm("batch_instance", 4), build_norm("batch", 4)
+    )
     logged = []
     logger = SimpleNamespace(log_metrics=lambda metrics, step: logged.append((metrics, step)))
     MixingWeights().on_train_epoch_end(SimpleNamespace(loggers=[logger], global_step=7), SimpleNamespace(model=model))
@@ -400,9 +411,20 @@ def test_a_run_with_precise_bn_recomputes_before_val_and_test_and_logs_mixing_we
         return calls[-1]
 
     monkeypatch.setattr(PreciseBN, "recompute", counting)
-    cfg = compose(["norm=switchable", "model=resnet8", "callbacks=precise_bn", "callbacks.precise_bn.num_batches=3",
-                   "debug=fast_dev_run", "data.subset=200", "data.batch=4", "data.eval_batch=50",
-                   "~callbacks.batch_stats", "logger=csv"])
+    cfg = compose(
+        [
+            "norm=switchable",
+            "model=resnet8",
+            "callbacks=precise_bn",
+            "callbacks.precise_bn.num_batches=3",
+            "debug=fast_dev_run",
+            "data.subset=200",
+            "data.batch=4",
+            "data.eval_batch=50",
+            "~callbacks.batch_stats",
+            "logger=csv",
+        ]
+    )
     assert train(cfg)["status"] == "completed"
     assert calls == [3, 3]  # before validation and before test, 3 training batches each
     header = next(Path(cfg.paths.output_dir).rglob("metrics.csv")).read_text().splitlines()[0]

@@ -16,12 +16,28 @@ def fake_run(root, i, norm, ws, batch, seed, status="completed", metrics=None):
     d = root / str(i)
     (d / "csv").mkdir(parents=True)
     err = 20 + 10 / batch * (norm == "batch") + seed  # BatchNorm worse at small batch, as in the paper
-    metrics = metrics if metrics is not None else {"test/err": err, "val/err": err + 1, "test/err_batch_stats": err + 2,
-                                                   "test/err_precise_bn": err - 0.5}
-    summary = {"status": status, "task": "classify", "model": "resnet8", "norm": norm, "batch": batch, "seed": seed,
-               "experiment": "synthetic", "metrics": metrics if status == "completed" else {},
-               "config": {"model": {"name": "resnet8", "ws": ws}, "norm": {"name": norm}, "data": {"batch": batch},
-                          "logger": {"wandb": {"project": "normlab", "mode": "offline"}}}, "wall_time_s": 1.0}
+    metrics = (
+        metrics
+        if metrics is not None
+        else {"test/err": err, "val/err": err + 1, "test/err_batch_stats": err + 2, "test/err_precise_bn": err - 0.5}
+    )
+    summary = {
+        "status": status,
+        "task": "classify",
+        "model": "resnet8",
+        "norm": norm,
+        "batch": batch,
+        "seed": seed,
+        "experiment": "synthetic",
+        "metrics": metrics if status == "completed" else {},
+        "config": {
+            "model": {"name": "resnet8", "ws": ws},
+            "norm": {"name": norm},
+            "data": {"batch": batch},
+            "logger": {"wandb": {"project": "normlab", "mode": "offline"}},
+        },
+        "wall_time_s": 1.0,
+    }
     if status == "failed":
         summary["error"] = "RuntimeError: boom"
     (d / "summary.json").write_text(json.dumps(summary))
@@ -32,7 +48,7 @@ def fake_run(root, i, norm, ws, batch, seed, status="completed", metrics=None):
 @pytest.fixture
 def sweep(tmp_path):
     i = 0
-    for (norm, ws) in ARMS:
+    for norm, ws in ARMS:
         for batch in (2, 8, 32):
             for seed in (0, 1):
                 fake_run(tmp_path, i, norm, ws, batch, seed)

@@ -55,16 +55,21 @@ def test_a_run_copies_each_sweeps_figures_under_its_name(tmp_path, monkeypatch):
     times = reproduce.run(["gn_vs_bn"], tmp_path / "out", None, dry_run=False, figures=tmp_path / "fig")
     assert ran == ["train.py", "scripts/report.py"] * 2 and set(times) == {"gn_vs_bn"}
     assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == [
-        "gn_vs_bn_error_vs_batch.png", "gn_vs_bn_lr_error_vs_batch.png", "gn_vs_bn_lr_results.csv",
-        "gn_vs_bn_results.csv"]
+        "gn_vs_bn_error_vs_batch.png",
+        "gn_vs_bn_lr_error_vs_batch.png",
+        "gn_vs_bn_lr_results.csv",
+        "gn_vs_bn_results.csv",
+    ]
 
 
 def test_the_lr_grid_of_norms_vision_is_widened_past_its_edge_winners(tmp_path):
     sweep = tmp_path / "norms_vision_lr"
     sweep.mkdir()
-    (sweep / "lr_choice.csv").write_text("arm,batch,grid,lr,val/err,edge,where\n"
-                                         "batch,32,0.05 0.1,0.1,30.0,True,highest\n"
-                                         "group+ws,32,0.05 0.1 0.2,0.1,31.0,False,inside\n")
+    (sweep / "lr_choice.csv").write_text(
+        "arm,batch,grid,lr,val/err,edge,where\n"
+        "batch,32,0.05 0.1,0.1,30.0,True,highest\n"
+        "group+ws,32,0.05 0.1 0.2,0.1,31.0,False,inside\n"
+    )
     (cmd,) = reproduce.past_edge_commands(sweep, ("experiment=norms_vision_lr",), [])
     assert cmd[:4] == ["python", "train.py", "-m", "experiment=norms_vision_lr"]
     assert {"norm=batch", "model.ws=false", "data.batch=32", "task.optim.lr=0.2"} <= set(cmd)

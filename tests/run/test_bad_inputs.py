@@ -35,6 +35,7 @@ def one_line_error(res) -> str:
 
 # --- files that are not images ----------------------------------------------------------------
 
+
 @pytest.fixture
 def tree_with_bad_files(tmp_path):
     from torchvision.io import write_jpeg
@@ -45,8 +46,9 @@ def tree_with_bad_files(tmp_path):
         for c in ("cat", "dog"):
             (root / split / c).mkdir(parents=True)
             for i in range(n):
-                write_jpeg(torch.randint(0, 255, (3, 8, 8), generator=g, dtype=torch.uint8),
-                           str(root / split / c / f"{i}.jpg"))
+                write_jpeg(
+                    torch.randint(0, 255, (3, 8, 8), generator=g, dtype=torch.uint8), str(root / split / c / f"{i}.jpg")
+                )
     (root / "train" / "cat" / "empty.jpg").write_bytes(b"")
     (root / "train" / "dog" / "page.jpg").write_text("<html>404 not found</html>")
     return root
@@ -62,8 +64,9 @@ def test_files_that_are_not_images_are_named_in_one_line_and_nothing_is_cached(t
     assert not cache.exists() or not list(cache.iterdir())  # no partial decode cache for a later run
 
 
-def test_skip_bad_images_leaves_them_out_with_a_count_and_a_fixed_file_is_decoded_again(tree_with_bad_files,
-                                                                                        tmp_path, caplog):
+def test_skip_bad_images_leaves_them_out_with_a_count_and_a_fixed_file_is_decoded_again(
+    tree_with_bad_files, tmp_path, caplog
+):
     from torchvision.io import write_jpeg
 
     cache = tmp_path / "cache"
@@ -82,10 +85,19 @@ def test_skip_bad_images_leaves_them_out_with_a_count_and_a_fixed_file_is_decode
 def test_a_style_folder_with_a_bad_file_says_which(tree_with_bad_files, tmp_path):
     root, style = tree_with_bad_files / "train", tree_with_bad_files / "test" / "cat" / "0.jpg"
     with pytest.raises(ConfigError, match=r"not images that can be decoded: .*(empty|page)\.jpg"):
-        load_style_folder(str(root), str(style), val_size=2, load_size=8, eval_size=8, style_size=8,
-                          cache_dir=str(tmp_path / "cache"))
-    images = load_style_folder(str(root), str(style), val_size=2, load_size=8, eval_size=8, style_size=8,
-                               cache_dir=str(tmp_path / "cache"), skip_bad_images=True)
+        load_style_folder(
+            str(root), str(style), val_size=2, load_size=8, eval_size=8, style_size=8, cache_dir=str(tmp_path / "cache")
+        )
+    images = load_style_folder(
+        str(root),
+        str(style),
+        val_size=2,
+        load_size=8,
+        eval_size=8,
+        style_size=8,
+        cache_dir=str(tmp_path / "cache"),
+        skip_bad_images=True,
+    )
     assert len(images.train) + len(images.val) == 12 and len(images.val_names) == len(images.val)
 
 
@@ -96,12 +108,21 @@ def test_a_style_image_that_is_not_an_image_is_one_line(tree_with_bad_files):
 
 @pytest.mark.slow
 def test_train_on_a_folder_with_a_bad_file_exits_2_with_one_line(tree_with_bad_files, tmp_path):
-    res = run_cli("data=image_folder", f"data.root={tree_with_bad_files}", "data.val_size=2", "model=resnet8",
-                  "debug=fast_dev_run", "logger=csv", "threads=1", f"paths.log_dir={tmp_path / 'logs'}")
+    res = run_cli(
+        "data=image_folder",
+        f"data.root={tree_with_bad_files}",
+        "data.val_size=2",
+        "model=resnet8",
+        "debug=fast_dev_run",
+        "logger=csv",
+        "threads=1",
+        f"paths.log_dir={tmp_path / 'logs'}",
+    )
     assert "page.jpg" in one_line_error(res)
 
 
 # --- a damaged checkpoint --------------------------------------------------------------------
+
 
 @pytest.fixture
 def stopped_run(compose, tmp_path):
@@ -160,9 +181,11 @@ def test_a_damaged_ckpt_path_is_refused_by_the_config_check(compose, tmp_path):
 
 # --- one sample per batch ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("overrides", [["task=lm", "norm=batch", "data.batch=1"],
-                                       ["norm=batch", "data.batch=1"],
-                                       ["norm=bln", "data.batch=1"]])
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["task=lm", "norm=batch", "data.batch=1"], ["norm=batch", "data.batch=1"], ["norm=bln", "data.batch=1"]],
+)
 def test_one_sample_per_batch_is_per_sample_statistics_with_a_warning_not_a_refusal(compose, caplog, overrides):
     with caplog.at_level(logging.WARNING):
         check_config(compose(overrides))
@@ -176,8 +199,17 @@ def test_a_sweep_runs_batch_one_where_it_means_something_and_refuses_one_value(t
     """Job 0: a context of one token at batch 1 gives BatchNorm one value per channel (refused,
     recorded as failed). Job 1: batch 1 of 8-token sequences trains (per-sequence statistics)."""
     logs = tmp_path / "logs"
-    res = run_cli("-m", "task=lm", "norm=batch", "data.batch=1", "model.block_size=1,8", "debug=fast_dev_run",
-                  "logger=csv", "threads=1", f"paths.log_dir={logs}")
+    res = run_cli(
+        "-m",
+        "task=lm",
+        "norm=batch",
+        "data.batch=1",
+        "model.block_size=1,8",
+        "debug=fast_dev_run",
+        "logger=csv",
+        "threads=1",
+        f"paths.log_dir={logs}",
+    )
     (sweep,) = logs.glob("multiruns/*")
     failed, done = (json.loads((sweep / j / "summary.json").read_text()) for j in ("0", "1"))
     assert failed["status"] == "failed" and "has one value per channel" in failed["error"], res.stderr[-2000:]
@@ -186,6 +218,14 @@ def test_a_sweep_runs_batch_one_where_it_means_something_and_refuses_one_value(t
 
 @pytest.mark.slow
 def test_one_value_per_channel_is_one_line_and_exit_2(tmp_path):
-    res = run_cli("task=lm", "norm=batch", "data.batch=1", "model.block_size=1", "debug=fast_dev_run",
-                  "logger=csv", "threads=1", f"paths.log_dir={tmp_path / 'logs'}")
+    res = run_cli(
+        "task=lm",
+        "norm=batch",
+        "data.batch=1",
+        "model.block_size=1",
+        "debug=fast_dev_run",
+        "logger=csv",
+        "threads=1",
+        f"paths.log_dir={tmp_path / 'logs'}",
+    )
     assert "has one value per channel" in one_line_error(res)

@@ -20,8 +20,15 @@ from normlab.callbacks import (
 from normlab.errors import ConfigError
 from normlab.run.trainer import build_trainer
 
-EVERY_RUN = {Throughput, ResumeState, DivergenceGuard, LearningRateMonitor, TQDMProgressBar, ModelCheckpoint,
-             LastCheckpoint}
+EVERY_RUN = {
+    Throughput,
+    ResumeState,
+    DivergenceGuard,
+    LearningRateMonitor,
+    TQDMProgressBar,
+    ModelCheckpoint,
+    LastCheckpoint,
+}
 
 KNOWN = EVERY_RUN | {BatchStatDiagnostics, MixingWeights, EpochAverages, PreciseBN}  # Lightning adds its own too
 
@@ -62,8 +69,9 @@ def test_without_a_logger_or_a_bar_or_checkpoints_those_callbacks_are_not_built(
 def test_each_callback_is_switched_from_the_command_line(callbacks):
     assert LearningRateMonitor not in kinds(callbacks("~callbacks.lr_monitor"))
     assert PreciseBN not in kinds(callbacks())
-    (precise,) = [c for c in callbacks("callbacks=precise_bn", "callbacks.precise_bn.num_batches=7")
-                  if isinstance(c, PreciseBN)]
+    (precise,) = [
+        c for c in callbacks("callbacks=precise_bn", "callbacks.precise_bn.num_batches=7") if isinstance(c, PreciseBN)
+    ]
     assert precise.num_batches == 7
     (diag,) = [c for c in callbacks("callbacks.batch_stats.precise_batches=9") if isinstance(c, BatchStatDiagnostics)]
     assert diag.precise_batches == 9

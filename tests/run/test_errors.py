@@ -38,20 +38,27 @@ CONFIG_CASES = {
     "one-cycle without a rise": (["task.optim.schedule=one_cycle", "task.optim.warmup=0"], ["needs a rise"]),
     "max_epochs 0": (["trainer.max_epochs=0"], ["trainer.max_epochs=0 is not a number of epochs"]),
     "max_steps 0": (["trainer.max_steps=0"], ["trainer.max_steps=0 is not a number of steps"]),
-    "unknown trainer option": (["+trainer.max_epoch=3"], ["unknown trainer option 'max_epoch'",
-                                                          "Did you mean 'max_epochs'?"]),
+    "unknown trainer option": (
+        ["+trainer.max_epoch=3"],
+        ["unknown trainer option 'max_epoch'", "Did you mean 'max_epochs'?"],
+    ),
     "unknown logger": (["+logger.mlflow={}"], ["unknown logger 'mlflow'"]),
     "unknown W&B mode": (["logger.wandb.mode=onlin"], ["logger.wandb.mode=onlin is not a W&B mode"]),
     "negative checkpoint interval": (["checkpoint.every_n_steps=-1"], ["checkpoint.every_n_steps=-1"]),
-    "missing checkpoint file": (["ckpt_path=/no/such/file.ckpt"], ["ckpt_path=/no/such/file.ckpt is not a file",
-                                                                   "resume=<run dir>"]),
+    "missing checkpoint file": (
+        ["ckpt_path=/no/such/file.ckpt"],
+        ["ckpt_path=/no/such/file.ckpt is not a file", "resume=<run dir>"],
+    ),
     "zero threads": (["threads=0"], ["threads=0 is not a number of CPU threads"]),
     "own norm without a target": (["norm=custom"], ["norm.target has no value", "Fix: add norm.target=<value>"]),
-    "own norm that does not import": (["norm=custom", "norm.target=no_such_pkg.Norm"],
-                                      ["norm.target=no_such_pkg.Norm does not import", "No module named"]),
-    "own norm that breaks the contract": (["norm=custom", "norm.target=torch.nn.Linear"],
-                                          ["norm.target=torch.nn.Linear breaks the norm contract", "`axes`",
-                                           "scripts/check_norm.py torch.nn.Linear"]),
+    "own norm that does not import": (
+        ["norm=custom", "norm.target=no_such_pkg.Norm"],
+        ["norm.target=no_such_pkg.Norm does not import", "No module named"],
+    ),
+    "own norm that breaks the contract": (
+        ["norm=custom", "norm.target=torch.nn.Linear"],
+        ["norm.target=torch.nn.Linear breaks the norm contract", "`axes`", "scripts/check_norm.py torch.nn.Linear"],
+    ),
 }
 
 
@@ -84,16 +91,27 @@ def test_unset_data_root_is_a_config_error_not_an_omegaconf_traceback(compose):
         train(compose(["data=image_folder", "logger=none"]))
 
 
-@pytest.mark.parametrize("knobs,fragments", [
-    ({"num_groups": 3}, ["GroupNorm with num_groups=3 does not divide the channels of 19 layer(s) of resnet20",
-                         "stem.1 (16 channels)", "blocks.0.norm1 (16 channels)", "and 16 more",
-                         "Fix: set norm.num_groups to one of 1, 2, 4, 8, 16", "(16, 32, 64)"]),
-    ({"num_groups": 32}, ["does not divide the channels of 7 layer(s)", "stem.1 (16 channels)", "and 4 more"]),
-    (
-        {"num_groups": None, "group_size": 5},
-        ["GroupNorm with group_size=5", "norm.group_size to one of 1, 2, 4, 8, 16"],
-    ),
-])
+@pytest.mark.parametrize(
+    "knobs,fragments",
+    [
+        (
+            {"num_groups": 3},
+            [
+                "GroupNorm with num_groups=3 does not divide the channels of 19 layer(s) of resnet20",
+                "stem.1 (16 channels)",
+                "blocks.0.norm1 (16 channels)",
+                "and 16 more",
+                "Fix: set norm.num_groups to one of 1, 2, 4, 8, 16",
+                "(16, 32, 64)",
+            ],
+        ),
+        ({"num_groups": 32}, ["does not divide the channels of 7 layer(s)", "stem.1 (16 channels)", "and 4 more"]),
+        (
+            {"num_groups": None, "group_size": 5},
+            ["GroupNorm with group_size=5", "norm.group_size to one of 1, 2, 4, 8, 16"],
+        ),
+    ],
+)
 def test_groupnorm_that_does_not_fit_names_the_layers_and_the_counts_that_do(knobs, fragments):
     with pytest.raises(ConfigError) as info:
         build_model({"name": "resnet20"}, {"name": "group", **knobs}, num_classes=10, in_channels=1)
@@ -131,12 +149,15 @@ def test_dataset_absent_offline(tmp_path):
         load_image_folder(str(tmp_path / "nowhere"))
 
 
-@pytest.mark.parametrize("x,fragment", [
-    (torch.randn(1, 4, 1, 1), "takes statistics across the batch, and input of shape (1, 4, 1, 1) has one value"),
-    (torch.zeros(2, 4, 3, 3, dtype=torch.uint8), "expects floating-point input, got torch.uint8"),
-    (torch.randn(2, 5, 3, 3), "expects input of shape (N, 4, H, W)"),
-    (torch.randn(2, 4), "expects input of shape (N, 4, H, W) for layout 'nchw', got (2, 4)"),
-])
+@pytest.mark.parametrize(
+    "x,fragment",
+    [
+        (torch.randn(1, 4, 1, 1), "takes statistics across the batch, and input of shape (1, 4, 1, 1) has one value"),
+        (torch.zeros(2, 4, 3, 3, dtype=torch.uint8), "expects floating-point input, got torch.uint8"),
+        (torch.randn(2, 5, 3, 3), "expects input of shape (N, 4, H, W)"),
+        (torch.randn(2, 4), "expects input of shape (N, 4, H, W) for layout 'nchw', got (2, 4)"),
+    ],
+)
 def test_tensors_no_norm_can_take(x, fragment):
     with pytest.raises(ConfigError) as info:
         build_norm("batch", 4).train()(x)
@@ -150,7 +171,8 @@ DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 
 def uses_batch_statistics(layer) -> bool:
     return getattr(layer, "batch_dependent", False) and (
-        layer.training or getattr(layer, "track_running_stats", True) is False)
+        layer.training or getattr(layer, "track_running_stats", True) is False
+    )
 
 
 @st.composite
@@ -170,8 +192,12 @@ def degenerate(layer, x, layout, channels, knobs) -> bool:
     """Inputs that leave a norm one value per statistic: a 1 x 1 image or a 1-token sequence, one
     channel (per group), or a batch statistic over a single value."""
     one_group_channel = layout == "nlc" and knobs.get("num_groups") == channels
-    return (spatial_size(x, layout) == 1 or channels == 1 or one_group_channel
-            or (uses_batch_statistics(layer) and x.numel() // channels < 2))
+    return (
+        spatial_size(x, layout) == 1
+        or channels == 1
+        or one_group_channel
+        or (uses_batch_statistics(layer) and x.numel() // channels < 2)
+    )
 
 
 @pytest.mark.parametrize("name", sorted(NORMS))

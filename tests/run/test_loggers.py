@@ -7,8 +7,14 @@ from normlab.run import train
 from normlab.run.loggers import SUMMARIES, define_metrics, run_name
 from tests.run.wandb_records import offline_run
 
-FAST = ["debug=fast_dev_run", "data.subset=200", "data.batch=8", "data.eval_batch=50",
-        "callbacks.batch_stats.precise_batches=2", "trainer.enable_progress_bar=false"]
+FAST = [
+    "debug=fast_dev_run",
+    "data.subset=200",
+    "data.batch=8",
+    "data.eval_batch=50",
+    "callbacks.batch_stats.precise_batches=2",
+    "trainer.enable_progress_bar=false",
+]
 
 
 def test_val_curves_keep_their_best_and_final_value_in_the_summary():
@@ -47,8 +53,17 @@ def test_an_offline_run_has_the_grouping_keys_at_the_top_of_its_config(compose):
     summary = train(cfg)
     assert summary["status"] == "completed"
     config = offline_run(summary["run_dir"])["config"]  # as the .wandb file holds it
-    flat = {k: config.get(k) for k in ("norm_name", "batch_per_device", "global_batch", "model_name", "seed",
-                                        "experiment", "lr")}
-    assert flat == {"norm_name": "group", "batch_per_device": 8, "global_batch": 8, "model_name": "resnet8",
-                    "seed": 3, "experiment": "default", "lr": summary["scale"]["lr"]}
+    flat = {
+        k: config.get(k)
+        for k in ("norm_name", "batch_per_device", "global_batch", "model_name", "seed", "experiment", "lr")
+    }
+    assert flat == {
+        "norm_name": "group",
+        "batch_per_device": 8,
+        "global_batch": 8,
+        "model_name": "resnet8",
+        "seed": 3,
+        "experiment": "default",
+        "lr": summary["scale"]["lr"],
+    }
     assert config["norm"]["num_groups"] == 8 and config["data"]["batch"] == 8  # the nested config is kept

@@ -27,19 +27,45 @@ from normlab.run.resume import resume_argv, resume_point
 
 ROOT = Path(__file__).resolve().parents[2]
 # 2 epochs, last.ckpt every 4 steps, one validation and test batch.
-SHORT = ["logger=csv", "threads=1", "trainer.enable_progress_bar=false", "trainer.max_epochs=2",
-         "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "trainer.log_every_n_steps=2",
-         "checkpoint.every_n_steps=4"]
+SHORT = [
+    "logger=csv",
+    "threads=1",
+    "trainer.enable_progress_bar=false",
+    "trainer.max_epochs=2",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "trainer.log_every_n_steps=2",
+    "checkpoint.every_n_steps=4",
+]
 # ResNet-8 on 200 MNIST digits, 12 steps an epoch (8 images left out).
-TINY = [*SHORT, "model=resnet8", "data.subset=200", "data.batch=16", "data.eval_batch=100",
-        "~callbacks.batch_stats"]
+TINY = [*SHORT, "model=resnet8", "data.subset=200", "data.batch=16", "data.eval_batch=100", "~callbacks.batch_stats"]
 # The other tasks' training loaders draw random windows and crops: 10 steps an epoch.
 TINY_TASKS = {
-    "lm": [*SHORT, "task=lm", "model.n_layer=1", "model.n_head=2", "model.n_embd=16", "model.block_size=16",
-           "data.train_batches=10", "data.eval_batch=8", "data.eval_windows=8", "task.sample.num=1",
-           "task.sample.chars=4"],
-    "style": [*SHORT, "task=style", "model.width=0.25", "task.loss.width=0.125", "data.crop=16", "data.load_size=24",
-              "data.eval_size=21", "data.style_size=24", "data.batch=2", "data.steps_per_epoch=10"],
+    "lm": [
+        *SHORT,
+        "task=lm",
+        "model.n_layer=1",
+        "model.n_head=2",
+        "model.n_embd=16",
+        "model.block_size=16",
+        "data.train_batches=10",
+        "data.eval_batch=8",
+        "data.eval_windows=8",
+        "task.sample.num=1",
+        "task.sample.chars=4",
+    ],
+    "style": [
+        *SHORT,
+        "task=style",
+        "model.width=0.25",
+        "task.loss.width=0.125",
+        "data.crop=16",
+        "data.load_size=24",
+        "data.eval_size=21",
+        "data.style_size=24",
+        "data.batch=2",
+        "data.steps_per_epoch=10",
+    ],
 }
 
 
@@ -86,6 +112,7 @@ def step_losses(run_dir: Path) -> dict:
 
 
 # --- determinism and resuming ----------------------------------------------------------------
+
 
 def test_same_seed_repeats_bit_for_bit_and_another_seed_differs(uninterrupted, tmp_path):
     first, first_dir = uninterrupted
@@ -194,8 +221,14 @@ def test_resume_repeats_the_runs_overrides_and_refuses_new_ones(tmp_path):
     (tmp_path / ".hydra").mkdir()
     (tmp_path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["norm=group", "data.batch=2"]))
     argv = resume_argv(["train.py", f"resume={tmp_path}", "trainer.max_epochs=9"])
-    assert argv == ["train.py", "norm=group", "data.batch=2", "trainer.max_epochs=9", f"resume={tmp_path}",
-                    f"hydra.run.dir={tmp_path}"]
+    assert argv == [
+        "train.py",
+        "norm=group",
+        "data.batch=2",
+        "trainer.max_epochs=9",
+        f"resume={tmp_path}",
+        f"hydra.run.dir={tmp_path}",
+    ]
     with pytest.raises(ConfigError, match="norm=batch would change what it trains. Fix: drop norm=batch"):
         resume_argv(["train.py", f"resume={tmp_path}", "norm=batch"])
     with pytest.raises(ConfigError, match="is not a run directory"):
@@ -238,11 +271,14 @@ def test_a_dropped_partial_batch_is_said_once(caplog):
     with caplog.at_level("INFO", logger="normlab.data.module"):
         data.train_dataloader(), data.train_dataloader()
     said = [r.getMessage() for r in caplog.records if "partial batch" in r.getMessage()]
-    assert said == ["training leaves out the last partial batch of every epoch: 40 of 1000 images per device "
-                    "(a different few each epoch, since the order changes)"]
+    assert said == [
+        "training leaves out the last partial batch of every epoch: 40 of 1000 images per device "
+        "(a different few each epoch, since the order changes)"
+    ]
 
 
 # --- divergence ------------------------------------------------------------------------------
+
 
 class StubTrainer:
     class strategy:  # noqa: N801 - stands in for trainer.strategy
@@ -291,6 +327,7 @@ def test_an_absurd_learning_rate_stops_the_run_as_diverged_with_good_weights_kep
 
 # --- atomic checkpoints and the report -------------------------------------------------------
 
+
 def test_a_checkpoint_write_that_dies_leaves_the_previous_one(tmp_path, monkeypatch):
     path = tmp_path / "last.ckpt"
     io = AtomicCheckpointIO()
@@ -310,9 +347,15 @@ def test_a_checkpoint_write_that_dies_leaves_the_previous_one(tmp_path, monkeypa
 def test_the_report_counts_how_runs_ended(tmp_path):
     for i, status in enumerate(["completed", "failed", "diverged", "failed"]):
         (tmp_path / str(i)).mkdir()
-        summary = {"status": status, "task": "classify", "norm": "batch", "batch": 8, "seed": i,
-                   "metrics": {"test/err": 10.0} if status == "completed" else {},
-                   "config": {"model": {"name": "resnet8"}, "norm": {"name": "batch"}, "data": {"batch": 8}}}
+        summary = {
+            "status": status,
+            "task": "classify",
+            "norm": "batch",
+            "batch": 8,
+            "seed": i,
+            "metrics": {"test/err": 10.0} if status == "completed" else {},
+            "config": {"model": {"name": "resnet8"}, "norm": {"name": "batch"}, "data": {"batch": 8}},
+        }
         if status == "diverged":
             summary.update(error="Diverged: training diverged at step 7", diverged_step=7)
         (tmp_path / str(i) / "summary.json").write_text(json.dumps(summary))
@@ -326,6 +369,7 @@ def test_the_report_counts_how_runs_ended(tmp_path):
 
 # --- sweeps and the command line -------------------------------------------------------------
 
+
 def wandb_log(summary: dict) -> str:
     return (Path(summary["wandb_dir"]) / "logs" / "debug.log").read_text()
 
@@ -334,8 +378,16 @@ def wandb_log(summary: dict) -> str:
 def sweep(tmp_path_factory):
     """Two jobs, the first failing after its W&B run started (a subset larger than the data)."""
     logs = tmp_path_factory.mktemp("sweep")
-    res = run_cli("-m", "data.subset=99999,200", "model=resnet8", "debug=fast_dev_run", "threads=1",
-                  "trainer.enable_checkpointing=true", "trainer.enable_progress_bar=false", f"paths.log_dir={logs}")
+    res = run_cli(
+        "-m",
+        "data.subset=99999,200",
+        "model=resnet8",
+        "debug=fast_dev_run",
+        "threads=1",
+        "trainer.enable_checkpointing=true",
+        "trainer.enable_progress_bar=false",
+        f"paths.log_dir={logs}",
+    )
     (sweep_dir,) = logs.glob("multiruns/*")
     return res, sweep_dir
 

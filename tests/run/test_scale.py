@@ -21,8 +21,14 @@ from normlab.errors import ConfigError
 from normlab.norms import build_norm
 
 ROOT = Path(__file__).resolve().parents[2]
-FAST = ["debug=fast_dev_run", "data.subset=200", "data.eval_batch=50", "callbacks.batch_stats.precise_batches=8",
-        "trainer.enable_progress_bar=false", "threads=1"]  # one thread per process: the machine may have two cores
+FAST = [
+    "debug=fast_dev_run",
+    "data.subset=200",
+    "data.eval_batch=50",
+    "callbacks.batch_stats.precise_batches=8",
+    "trainer.enable_progress_bar=false",
+    "threads=1",
+]  # one thread per process: the machine may have two cores
 
 
 def summaries(pattern: str, root: Path) -> list[dict]:
@@ -34,6 +40,7 @@ def offline_runs(run_dir) -> list[Path]:
 
 
 # --- DDP over CPU processes ------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_ddp_cpu_trains_two_ranks_that_hold_identical_weights_and_write_one_run(tmp_path):
@@ -47,8 +54,16 @@ def test_ddp_cpu_trains_two_ranks_that_hold_identical_weights_and_write_one_run(
     fingerprints = summary["ddp"]["weights_fingerprints"]
     assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1] and summary["ddp"]["weights_identical"]
     # 4 images per device x 2 devices; lr 0.1 at 32 images, scaled linearly.
-    assert summary["scale"] == {"world_size": 2, "batch_per_device": 4, "global_batch": 8, "lr_scaling": "linear",
-                                "base_lr": 0.1, "base_batch": 32, "lr": pytest.approx(0.025), "norm_images": 4}
+    assert summary["scale"] == {
+        "world_size": 2,
+        "batch_per_device": 4,
+        "global_batch": 8,
+        "lr_scaling": "linear",
+        "base_lr": 0.1,
+        "base_batch": 32,
+        "lr": pytest.approx(0.025),
+        "norm_images": 4,
+    }
     log = (run_dir / "train.log").read_text()
     assert "scale: 2 devices x 4 images = global batch 8; lr 0.1 x 8 / 32 = 0.025" in log
     assert len(offline_runs(run_dir)) == 1
@@ -57,15 +72,16 @@ def test_ddp_cpu_trains_two_ranks_that_hold_identical_weights_and_write_one_run(
 
 @pytest.mark.slow
 def test_ddp_inside_a_multirun_writes_every_job_once_into_its_own_directory(tmp_path):
-    res = run_cli("-m", "trainer=ddp_cpu", "norm=sync_batch,group", "data.batch=2", *FAST,
-                  f"paths.log_dir={tmp_path}")
+    res = run_cli("-m", "trainer=ddp_cpu", "norm=sync_batch,group", "data.batch=2", *FAST, f"paths.log_dir={tmp_path}")
     assert res.returncode == 0, res.stderr[-3000:]
     (sweep,) = tmp_path.glob("multiruns/*")  # rank 1 started no sweep of its own
     assert not (tmp_path / "runs").exists()
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
     jobs = summaries("*/summary.json", sweep)
-    assert [(s["norm"], s["status"], s["world_size"]) for s in jobs] == [("sync_batch", "completed", 2),
-                                                                         ("group", "completed", 2)]
+    assert [(s["norm"], s["status"], s["world_size"]) for s in jobs] == [
+        ("sync_batch", "completed", 2),
+        ("group", "completed", 2),
+    ]
     assert all(s["ddp"]["weights_identical"] for s in jobs)  # job 1 started ranks of its own, and they agree
     assert all(len(offline_runs(s["run_dir"])) == 1 for s in jobs)
     # sync_batch on CPU processes says that it is BatchNorm per device.
@@ -112,12 +128,15 @@ def test_ranks_in_sync_tells_identical_from_different_weights():
     assert RanksInSync().record() == {}  # one process: nothing to compare
 
 
-@pytest.mark.parametrize("overrides,present", [
-    (["trainer=cpu"], False),                          # one device: no other rank to compare with
-    (["trainer=ddp_cpu", "trainer.devices=1"], False),  # DDP strategy, but a single process
-    (["trainer=ddp_cpu"], True),                       # 2 processes
-    (["trainer=cpu", "trainer.devices=2"], True),      # several devices, strategy=auto
-])
+@pytest.mark.parametrize(
+    "overrides,present",
+    [
+        (["trainer=cpu"], False),  # one device: no other rank to compare with
+        (["trainer=ddp_cpu", "trainer.devices=1"], False),  # DDP strategy, but a single process
+        (["trainer=ddp_cpu"], True),  # 2 processes
+        (["trainer=cpu", "trainer.devices=2"], True),  # several devices, strategy=auto
+    ],
+)
 def test_ranks_in_sync_is_registered_only_for_runs_of_several_processes(compose, tmp_path, overrides, present):
     from normlab.callbacks.rank_sync import RanksInSync
     from normlab.run.trainer import build_trainer
@@ -126,25 +145,40 @@ def test_ranks_in_sync_is_registered_only_for_runs_of_several_processes(compose,
     assert any(isinstance(c, RanksInSync) for c in trainer.callbacks) == present
 
 
-@pytest.mark.parametrize("trainer,several", [
-    ({"devices": 1, "num_nodes": 1}, False), ({"devices": "1"}, False), ({"devices": [0]}, False),
-    ({"devices": "1,"}, False), ({"devices": 2}, True), ({"devices": "2"}, True), ({"devices": "0,1"}, True),
-    ({"devices": [0, 1]}, True), ({"devices": 1, "num_nodes": 2}, True),
-    ({"devices": "auto"}, True), ({"devices": -1}, True),  # maybe all of a node's GPUs: kept
-])
+@pytest.mark.parametrize(
+    "trainer,several",
+    [
+        ({"devices": 1, "num_nodes": 1}, False),
+        ({"devices": "1"}, False),
+        ({"devices": [0]}, False),
+        ({"devices": "1,"}, False),
+        ({"devices": 2}, True),
+        ({"devices": "2"}, True),
+        ({"devices": "0,1"}, True),
+        ({"devices": [0, 1]}, True),
+        ({"devices": 1, "num_nodes": 2}, True),
+        ({"devices": "auto"}, True),
+        ({"devices": -1}, True),  # maybe all of a node's GPUs: kept
+    ],
+)
 def test_several_processes_reads_devices_and_nodes_as_lightning_does(trainer, several):
     from normlab.callbacks.rank_sync import several_processes
 
     assert several_processes(trainer) == several
 
 
-@pytest.mark.parametrize("env,zero", [
-    ({}, True),                                            # one process, or Lightning's launching rank 0
-    ({"LOCAL_RANK": "1", "WORLD_SIZE": "2"}, False),       # a rank Lightning's launcher started
-    ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, False),        # rank 0 of the second node
-    ({"SLURM_PROCID": "3"}, False), ({"SLURM_PROCID": "0"}, True),  # srun tasks
-    ({"RANK": "0", "LOCAL_RANK": "0"}, True), ({"RANK": "2", "LOCAL_RANK": "0"}, False),  # torchrun
-])
+@pytest.mark.parametrize(
+    "env,zero",
+    [
+        ({}, True),  # one process, or Lightning's launching rank 0
+        ({"LOCAL_RANK": "1", "WORLD_SIZE": "2"}, False),  # a rank Lightning's launcher started
+        ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, False),  # rank 0 of the second node
+        ({"SLURM_PROCID": "3"}, False),
+        ({"SLURM_PROCID": "0"}, True),  # srun tasks
+        ({"RANK": "0", "LOCAL_RANK": "0"}, True),
+        ({"RANK": "2", "LOCAL_RANK": "0"}, False),  # torchrun
+    ],
+)
 def test_only_global_rank_zero_writes_the_run(monkeypatch, env, zero):
     from normlab.run import ddp
 
@@ -168,13 +202,17 @@ def test_trainer_ddp_without_gpus_points_to_ddp_cpu(compose):
 
 # --- global batch and learning rate ----------------------------------------------------------
 
-@pytest.mark.parametrize("overrides,world,want", [
-    (["data.batch=2"], 8, {"global_batch": 16, "lr": 0.1 * 16 / 32, "norm_images": 2}),  # GN paper's 8 GPUs x 2
-    (["data.batch=32"], 1, {"global_batch": 32, "lr": 0.1, "norm_images": 32}),
-    (["norm=ghost_batch", "norm.virtual_batch=4", "data.batch=16"], 2, {"global_batch": 32, "norm_images": 4}),
-    (["norm=group", "data.batch=4"], 2, {"global_batch": 8, "norm_images": None}),
-    (["task=lm", "data.batch=4"], 2, {"global_batch": 8, "lr": 2e-3, "lr_scaling": "none"}),  # Adam: unscaled
-])
+
+@pytest.mark.parametrize(
+    "overrides,world,want",
+    [
+        (["data.batch=2"], 8, {"global_batch": 16, "lr": 0.1 * 16 / 32, "norm_images": 2}),  # GN paper's 8 GPUs x 2
+        (["data.batch=32"], 1, {"global_batch": 32, "lr": 0.1, "norm_images": 32}),
+        (["norm=ghost_batch", "norm.virtual_batch=4", "data.batch=16"], 2, {"global_batch": 32, "norm_images": 4}),
+        (["norm=group", "data.batch=4"], 2, {"global_batch": 8, "norm_images": None}),
+        (["task=lm", "data.batch=4"], 2, {"global_batch": 8, "lr": 2e-3, "lr_scaling": "none"}),  # Adam: unscaled
+    ],
+)
 def test_global_batch_and_learning_rate_follow_images_per_device_and_world_size(compose, overrides, world, want):
     from normlab.run.batch_scale import scale_of
 
@@ -197,6 +235,7 @@ def test_sync_batch_counts_all_devices_only_where_it_syncs(compose):
 
 # --- SyncBatchNorm: conversion for GPUs, BatchNorm elsewhere ----------------------------------
 
+
 def test_sync_batch_plugin_only_for_gpus():
     from normlab.callbacks.layer_sync import SyncBatchNormPlugin, sync_plugin
 
@@ -210,8 +249,9 @@ def test_sync_batch_converts_to_torch_syncbatchnorm_and_back_sharing_weights(lay
     from normlab.norms.sync_batch import CrossDeviceBatchNorm, SyncBatchNorm
 
     torch.manual_seed(0)
-    model = torch.nn.Sequential(build_norm("sync_batch", 4, layout),
-                                torch.nn.Sequential(build_norm("batch", 4, layout)))
+    model = torch.nn.Sequential(
+        build_norm("sync_batch", 4, layout), torch.nn.Sequential(build_norm("batch", 4, layout))
+    )
     torch.nn.init.normal_(model[0].weight)
     reference = build_norm("batch", 4, layout)
     reference.load_state_dict(model[0].state_dict())
@@ -268,8 +308,12 @@ def test_ghost_batchnorm_on_one_process_is_batchnorm_on_two_gloo_ranks(tmp_path)
     script.write_text(RANK)
     port = free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    procs = [subprocess.Popen([sys.executable, str(script), str(r), str(port), str(tmp_path)], env=env,
-                              stderr=subprocess.PIPE, text=True) for r in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(r), str(port), str(tmp_path)], env=env, stderr=subprocess.PIPE, text=True
+        )
+        for r in range(2)
+    ]
     try:
         errors = [p.communicate(timeout=180)[1] for p in procs]
     finally:
@@ -304,6 +348,7 @@ def test_ghost_batchnorm_on_one_process_is_batchnorm_on_two_gloo_ranks(tmp_path)
 
 # --- sweeps beyond one process ---------------------------------------------------------------
 
+
 def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
@@ -311,8 +356,15 @@ def _has(module: str) -> bool:
 @pytest.mark.slow
 @pytest.mark.skipif(not _has("hydra_plugins.hydra_joblib_launcher"), reason="pip install -e '.[sweep]'")
 def test_joblib_runs_jobs_in_parallel_each_with_its_own_dir_summary_and_wandb_run(tmp_path):
-    res = run_cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "norm=batch,group", "data.batch=2,4",
-                  *FAST, f"paths.log_dir={tmp_path}")
+    res = run_cli(
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "norm=batch,group",
+        "data.batch=2,4",
+        *FAST,
+        f"paths.log_dir={tmp_path}",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in res.stdout + res.stderr
     (sweep,) = tmp_path.glob("multiruns/*")
@@ -352,8 +404,11 @@ def test_slurm_launcher_asks_for_one_task_and_one_gpu_per_device():
 
     cfg = compose_hydra(["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=8", "trainer.num_nodes=2"])
     launcher = instantiate(cfg.hydra.launcher)  # what submitit gets: the interpolations resolved
-    assert {k: launcher.params[k] for k in ("nodes", "tasks_per_node", "gpus_per_node")} == \
-        {"nodes": 2, "tasks_per_node": 8, "gpus_per_node": 8}
+    assert {k: launcher.params[k] for k in ("nodes", "tasks_per_node", "gpus_per_node")} == {
+        "nodes": 2,
+        "tasks_per_node": 8,
+        "gpus_per_node": 8,
+    }
 
 
 @pytest.mark.skipif(not _has("hydra_plugins.hydra_submitit_launcher"), reason="pip install -e '.[slurm]'")

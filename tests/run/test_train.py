@@ -24,8 +24,9 @@ SMALL_EVAL = ["data.eval_batch=50", "callbacks.batch_stats.precise_batches=8"]
 
 def run_cli(*args, cwd=ROOT, timeout=300):
     env = dict(os.environ, WANDB_MODE="offline", HYDRA_FULL_ERROR="0")
-    return subprocess.run([sys.executable, "train.py", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "train.py", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_config_composes_with_the_documented_groups(compose):
@@ -85,8 +86,13 @@ def test_summary_names_the_commit_of_the_code_that_ran(tmp_path):
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
     if head.returncode:
         pytest.skip("not a git checkout")
-    config = {"task": {"name": "classify"}, "model": {"name": "resnet8"}, "norm": {"name": "batch"},
-              "data": {"name": "mnist5k", "batch": 2}, "seed": 0}
+    config = {
+        "task": {"name": "classify"},
+        "model": {"name": "resnet8"},
+        "norm": {"name": "batch"},
+        "data": {"name": "mnist5k", "batch": 2},
+        "seed": 0,
+    }
     code = json.loads((RunSummary(tmp_path, config).path).read_text())["code"]
     assert code["commit"] == head.stdout.strip() and isinstance(code["dirty"], bool)
     assert code_version(tmp_path) is None  # not a checkout: nothing to name
@@ -102,12 +108,16 @@ def test_cli_runs_exactly_as_typed(tmp_path):
 
 @pytest.mark.slow
 def test_multirun_gives_every_job_its_own_dir_summary_and_wandb_run(tmp_path):
-    res = run_cli("-m", "norm=batch,group", "data.batch=2,8", *FAST, *SMALL_EVAL, f"paths.log_dir={tmp_path}",
-                  timeout=600)
+    res = run_cli(
+        "-m", "norm=batch,group", "data.batch=2,8", *FAST, *SMALL_EVAL, f"paths.log_dir={tmp_path}", timeout=600
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     summaries = [json.loads(p.read_text()) for p in tmp_path.glob("multiruns/*/*/summary.json")]
     assert sorted((s["norm"], s["batch"]) for s in summaries) == [
-        ("batch", 2), ("batch", 8), ("group", 2), ("group", 8)
+        ("batch", 2),
+        ("batch", 8),
+        ("group", 2),
+        ("group", 8),
     ]
     assert all(s["status"] == "completed" for s in summaries)
     wandb_runs = {s["wandb_dir"] for s in summaries}
@@ -119,11 +129,14 @@ def test_cfg_job_prints_the_composed_config():
     assert res.returncode == 0 and "num_groups: 8" in res.stdout and "batch: 32" in res.stdout
 
 
-@pytest.mark.parametrize("override,message", [
-    ("data.batch=0", "data.batch=0 is not a batch size"),
-    ("task.name=clasify", "unknown task 'clasify'"),
-    ("+norm.num_group=4", "norm 'batch' has no option num_group"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("data.batch=0", "data.batch=0 is not a batch size"),
+        ("task.name=clasify", "unknown task 'clasify'"),
+        ("+norm.num_group=4", "norm 'batch' has no option num_group"),
+    ],
+)
 def test_bad_config_is_refused_before_anything_is_built(compose, override, message):
     from normlab.errors import ConfigError
     from normlab.run.config_check import check_config

@@ -26,8 +26,15 @@ from normlab.run import train
 # training a token sees later tokens through them (all batch-dependent ones but bln_paper, and
 # instance, frn, cond_instance). The causality test below checks each declaration.
 MIXES_IN_TRAIN = {name for name in NORMS if mixes_tokens(NORMS[name])}
-FAST = ["task=lm", "debug=fast_dev_run", "data.batch=4", "data.eval_batch=4", "task.sample.num=2",
-        "task.sample.chars=16", "threads=1"]  # one thread: a tiny model gains nothing from two on a busy machine
+FAST = [
+    "task=lm",
+    "debug=fast_dev_run",
+    "data.batch=4",
+    "data.eval_batch=4",
+    "task.sample.num=2",
+    "task.sample.chars=16",
+    "threads=1",
+]  # one thread: a tiny model gains nothing from two on a busy machine
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +51,7 @@ def keep_torch_threads():
 
 
 # --- what each norm normalizes over, on (N, L, C) tokens ------------------------------------
+
 
 def _stats(y, dims):
     return y.mean(dims), y.var(dims, unbiased=False)
@@ -86,8 +94,9 @@ def test_every_norm_reduces_over_its_documented_token_axes(name):
         per_group = y.view(N, L, G, C // G)
         torch.testing.assert_close(per_group.var(-1, unbiased=False), torch.full((N, L, G), 0.25), atol=1e-3, rtol=0)
     elif name == "evonorm_b0":  # with v1 = 0: x / max(std over (N, L), std over L of the sequence)
-        den = torch.maximum(torch.sqrt(x.var((0, 1), unbiased=False) + 1e-5),
-                            torch.sqrt(x.var(1, unbiased=False, keepdim=True) + 1e-5))
+        den = torch.maximum(
+            torch.sqrt(x.var((0, 1), unbiased=False) + 1e-5), torch.sqrt(x.var(1, unbiased=False, keepdim=True) + 1e-5)
+        )
         torch.testing.assert_close(y, x / den, atol=1e-4, rtol=1e-4)
     elif name == "switchable":  # at initialisation an equal mix of the three means and of the three variances
         parts = [(x.mean(d, keepdim=True), x.var(d, unbiased=False, keepdim=True)) for d in (1, -1, (0, 1))]
@@ -96,7 +105,7 @@ def test_every_norm_reduces_over_its_documented_token_axes(name):
     elif name == "bln_paper":  # the authors': batch part over N per (token, channel), feature part over C per token
         ln = torch.nn.functional.layer_norm(x, (C,), eps=1e-3)
         bn = (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + 1e-3)
-        torch.testing.assert_close(y, (ln * (1 / N - 1e-4) + (1 - 1 / N - 1e-4) * bn) / C ** 0.5, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(y, (ln * (1 / N - 1e-4) + (1 - 1 / N - 1e-4) * bn) / C**0.5, atol=1e-4, rtol=1e-4)
     elif name == "bln":  # (1/N) x per-token layer statistics + (1 - 1/N) x (N, L) batch statistics
         ln = torch.nn.functional.layer_norm(x, (C,))
         bn = (x - x.mean((0, 1))) / torch.sqrt(x.var((0, 1), unbiased=False) + 1e-5)
@@ -107,6 +116,7 @@ def test_every_norm_reduces_over_its_documented_token_axes(name):
 
 
 # --- causality: does the output at t change when token t+1 changes? -------------------------
+
 
 def _gpt(name, **norm_knobs):
     torch.manual_seed(0)
@@ -134,13 +144,16 @@ def test_only_norms_with_statistics_over_tokens_leak_the_future_in_training(name
     assert token_mixing(model.blocks[0].norm_1)[0] == (name in MIXES_IN_TRAIN)
 
 
-@pytest.mark.parametrize("name,knobs,leaks", [
-    ("batch", {}, False),                                 # running statistics
-    ("bln", {}, False),                                   # running batch part + per-token layer part
-    ("instance", {}, True),                               # no running statistics: own tokens, even in eval
-    ("instance", {"track_running_stats": True}, False),   # the causal-safe option
-    ("batch", {"track_running_stats": False}, True),      # batch statistics in eval too
-])
+@pytest.mark.parametrize(
+    "name,knobs,leaks",
+    [
+        ("batch", {}, False),  # running statistics
+        ("bln", {}, False),  # running batch part + per-token layer part
+        ("instance", {}, True),  # no running statistics: own tokens, even in eval
+        ("instance", {"track_running_stats": True}, False),  # the causal-safe option
+        ("batch", {"track_running_stats": False}, True),  # batch statistics in eval too
+    ],
+)
 def test_eval_mode_is_causal_exactly_when_the_norm_has_running_statistics(name, knobs, leaks):
     model = _gpt(name, **knobs)
     model.train()(torch.randint(11, (4, 16)))  # one training forward fills the running statistics
@@ -161,8 +174,11 @@ def test_a_norm_called_causal_in_eval_mode_is_causal_in_eval_mode(name):
 @pytest.mark.parametrize("position", ["pre", "post"])
 def test_causal_attention_in_both_norm_positions(position):
     torch.manual_seed(0)
-    model = build_model({"name": "gpt", "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16,
-                         "norm_position": position}, {"name": "layer"}, vocab_size=11)
+    model = build_model(
+        {"name": "gpt", "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16, "norm_position": position},
+        {"name": "layer"},
+        vocab_size=11,
+    )
     assert not _sees_the_future(model.train())
     assert isinstance(model.norm_f, torch.nn.Identity) == (position == "post")  # post-LN has no final norm
 
@@ -173,8 +189,11 @@ def test_every_norm_comes_from_the_factory_and_trains_in_both_positions(name, po
     if not supports(name, "nlc"):
         pytest.skip(f"{name} has no meaning for tokens")
     torch.manual_seed(0)
-    model = build_model({"name": "gpt", "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16,
-                         "norm_position": position}, {"name": name}, vocab_size=11).train()
+    model = build_model(
+        {"name": "gpt", "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16, "norm_position": position},
+        {"name": name},
+        vocab_size=11,
+    ).train()
     norms = [m for m in model.modules() if type(m) is NORMS[name]]
     assert len(norms) == 2 * 2 + (position == "pre")  # two per block, plus the final one in pre-LN
     idx = torch.randint(11, (4, 17))
@@ -196,6 +215,7 @@ def test_build_warns_once_naming_a_norm_that_sees_later_tokens(caplog):
 
 
 # --- data: split by play, vocabulary, windows -----------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def plays(hf_cache):
@@ -230,8 +250,9 @@ def test_vocabulary_comes_from_train_and_maps_unseen_characters_to_unknown(tmp_p
     for split, text in {"train": "to be or not to be\n" * 20, "val": "zebra be\n" * 20, "test": "be!\n" * 40}.items():
         (tmp_path / f"{split}.txt").write_text(text)
     files = {s: str(tmp_path / f"{s}.txt") for s in ("train", "val", "test")}
-    data = build_text_datamodule({"name": "text_file", "batch": 2, "data_files": files,
-                                  "cache_dir": str(tmp_path / "hf")}, block_size=8, seed=0)
+    data = build_text_datamodule(
+        {"name": "text_file", "batch": 2, "data_files": files, "cache_dir": str(tmp_path / "hf")}, block_size=8, seed=0
+    )
     data.setup()
     assert data.vocab.itos == [UNK, *sorted(set("to be or not\n"))]
     assert data.vocab.decode(data.vocab.encode("zebra")) == f"{UNK}ebr{UNK}"  # z and a never occur in train
@@ -282,6 +303,7 @@ def test_unknown_or_unreachable_text_dataset_is_one_line_with_the_fix(monkeypatc
 
 
 # --- task=lm end to end ---------------------------------------------------------------------
+
 
 def test_task_lm_picks_the_gpt_and_shakespeare_and_the_sweep_names_every_norm(compose):
     cfg = compose(["task=lm", "norm=rms"])

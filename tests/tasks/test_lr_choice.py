@@ -21,12 +21,22 @@ def grid(rows):
 
 
 def test_the_lowest_mean_val_error_wins_and_a_winner_at_the_grid_edge_is_flagged():
-    choice = lr_choice.choose(grid([
-        ("batch", 32, 0.05, 0, 30.0), ("batch", 32, 0.1, 0, 28.0), ("batch", 32, 0.2, 0, 29.0),  # inside
-        ("batch", 2, 0.05, 0, 35.0), ("batch", 2, 0.1, 0, 36.0), ("batch", 2, 0.2, 0, 37.0),  # lowest edge
-        ("group+ws", 2, 0.05, 0, 31.0), ("group+ws", 2, 0.1, 0, 30.0), ("group+ws", 2, 0.2, 0, 33.0),
-        ("group+ws", 2, 0.2, 1, 25.0),  # two seeds at 0.2: their mean (29) wins, at the highest edge
-    ])).set_index(["arm", "batch"])
+    choice = lr_choice.choose(
+        grid(
+            [
+                ("batch", 32, 0.05, 0, 30.0),
+                ("batch", 32, 0.1, 0, 28.0),
+                ("batch", 32, 0.2, 0, 29.0),  # inside
+                ("batch", 2, 0.05, 0, 35.0),
+                ("batch", 2, 0.1, 0, 36.0),
+                ("batch", 2, 0.2, 0, 37.0),  # lowest edge
+                ("group+ws", 2, 0.05, 0, 31.0),
+                ("group+ws", 2, 0.1, 0, 30.0),
+                ("group+ws", 2, 0.2, 0, 33.0),
+                ("group+ws", 2, 0.2, 1, 25.0),  # two seeds at 0.2: their mean (29) wins, at the highest edge
+            ]
+        )
+    ).set_index(["arm", "batch"])
     assert choice.loc[("batch", 32), "lr"] == 0.1 and not choice.loc[("batch", 32), "edge"]
     assert choice.loc[("batch", 2), "lr"] == 0.05 and choice.loc[("batch", 2), "where"] == "lowest"
     assert choice.loc[("group+ws", 2), "lr"] == 0.2 and choice.loc[("group+ws", 2), "where"] == "highest"
@@ -36,8 +46,14 @@ def test_the_lowest_mean_val_error_wins_and_a_winner_at_the_grid_edge_is_flagged
 
 
 def cfg(norm, ws, batch, path):
-    return OmegaConf.create({"norm": {"name": norm}, "model": {"ws": ws}, "data": {"batch": batch},
-                             "task": {"optim": {"lr": 0.1, "lr_choice": str(path)}}})
+    return OmegaConf.create(
+        {
+            "norm": {"name": norm},
+            "model": {"ws": ws},
+            "data": {"batch": batch},
+            "task": {"optim": {"lr": 0.1, "lr_choice": str(path)}},
+        }
+    )
 
 
 def test_a_run_of_the_final_sweep_takes_its_arms_rate_and_a_missing_one_is_one_line(tmp_path):
@@ -76,19 +92,40 @@ def test_a_training_run_records_and_trains_with_the_chosen_rate(compose, tmp_pat
 
     path = tmp_path / "lr_choice.yaml"
     lr_choice.write(pd.DataFrame([{"arm": "group+ws", "batch": 4, "lr": 0.025}]), path)
-    summary = train(compose(["norm=group", "model.ws=true", "data.batch=4", "debug=fast_dev_run", "data.subset=200",
-                             "data.eval_batch=50", f"task.optim.lr_choice={path}"]))
+    summary = train(
+        compose(
+            [
+                "norm=group",
+                "model.ws=true",
+                "data.batch=4",
+                "debug=fast_dev_run",
+                "data.subset=200",
+                "data.eval_batch=50",
+                f"task.optim.lr_choice={path}",
+            ]
+        )
+    )
     assert summary["status"] == "completed"
     assert summary["config"]["task"]["optim"]["lr"] == 0.025
     assert summary["scale"]["lr"] == pytest.approx(0.025 * 4 / 32)  # still scaled with the batch
 
 
 def test_past_edges_steps_once_beyond_each_edge_winner_and_names_the_arm_as_overrides():
-    choice = lr_choice.choose(grid([
-        ("batch", 32, 0.05, 0, 30.0), ("batch", 32, 0.1, 0, 28.0), ("batch", 32, 0.2, 0, 29.0),  # inside
-        ("layer", 32, 0.05, 0, 35.0), ("layer", 32, 0.1, 0, 36.0), ("layer", 32, 0.2, 0, 37.0),  # lowest
-        ("instance+ws", 32, 0.05, 0, 40.0), ("instance+ws", 32, 0.1, 0, 39.0), ("instance+ws", 32, 0.2, 0, 38.0),
-    ]))
+    choice = lr_choice.choose(
+        grid(
+            [
+                ("batch", 32, 0.05, 0, 30.0),
+                ("batch", 32, 0.1, 0, 28.0),
+                ("batch", 32, 0.2, 0, 29.0),  # inside
+                ("layer", 32, 0.05, 0, 35.0),
+                ("layer", 32, 0.1, 0, 36.0),
+                ("layer", 32, 0.2, 0, 37.0),  # lowest
+                ("instance+ws", 32, 0.05, 0, 40.0),
+                ("instance+ws", 32, 0.1, 0, 39.0),
+                ("instance+ws", 32, 0.2, 0, 38.0),
+            ]
+        )
+    )
     assert sorted(lr_choice.past_edges(choice)) == [("instance+ws", 32, 0.4), ("layer", 32, 0.025)]
     assert lr_choice.arm_overrides("instance+ws") == ["norm=instance", "model.ws=true"]
     assert lr_choice.arm_overrides("layer") == ["norm=layer", "model.ws=false"]

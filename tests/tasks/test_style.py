@@ -21,8 +21,17 @@ from normlab.run.config_check import check_config
 from normlab.tasks.perceptual import PerceptualLoss, gram, total_variation
 
 # Tiny images and networks: the whole pipeline in a second or two per run.
-TINY = ["task=style", "model.width=0.25", "task.loss.width=0.125", "data.crop=16", "data.load_size=24",
-        "data.eval_size=21", "data.style_size=24", "logger=csv", "trainer.enable_progress_bar=false"]
+TINY = [
+    "task=style",
+    "model.width=0.25",
+    "task.loss.width=0.125",
+    "data.crop=16",
+    "data.load_size=24",
+    "data.eval_size=21",
+    "data.style_size=24",
+    "logger=csv",
+    "trainer.enable_progress_bar=false",
+]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -85,8 +94,14 @@ def test_style_loss_is_zero_for_the_style_image_and_content_loss_for_the_content
 
 
 def test_loss_network_is_frozen():
-    loss = PerceptualLoss(build_loss_network("random_vgg", ["relu1_2", "relu2_2"], 0.125), "relu2_2",
-                          ["relu1_2", "relu2_2"], 1.0, 10.0, 1.0)
+    loss = PerceptualLoss(
+        build_loss_network("random_vgg", ["relu1_2", "relu2_2"], 0.125),
+        "relu2_2",
+        ["relu1_2", "relu2_2"],
+        1.0,
+        10.0,
+        1.0,
+    )
     loss.set_style(torch.rand(1, 3, 20, 20))
     net = tiny_net()
     before = {k: v.clone() for k, v in loss.net.state_dict().items()}
@@ -124,13 +139,16 @@ def test_vgg16_without_weights_offline_is_one_line_with_the_fix(monkeypatch):
         build_loss_network("vgg16", ["relu2_2"])
 
 
-@pytest.mark.parametrize("override,message", [
-    ("model=resnet20", "Fix: set model=style_net"),
-    ("data.crop=64", "data.crop=64 is larger than the stored images"),
-    ("data.style=no_such_image", "skimage.data has no image 'no_such_image'"),
-    ("data.val=[astronaut]", "astronaut is both a training and a held-out image"),
-    ("task.loss.content_layer=relu9_9", "unknown loss layer 'relu9_9'"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("model=resnet20", "Fix: set model=style_net"),
+        ("data.crop=64", "data.crop=64 is larger than the stored images"),
+        ("data.style=no_such_image", "skimage.data has no image 'no_such_image'"),
+        ("data.val=[astronaut]", "astronaut is both a training and a held-out image"),
+        ("task.loss.content_layer=relu9_9", "unknown loss layer 'relu9_9'"),
+    ],
+)
 def test_bad_style_config_is_one_line_with_the_fix(compose, override, message):
     from normlab.tasks import build_task
 
@@ -160,8 +178,9 @@ def test_every_norm_trains(compose, name, batch):
     if getattr(norm_class(name), "one_input_size", False) and cfg.data.crop != cfg.data.eval_size:
         with pytest.raises(ConfigError, match="one input size"):  # refused before training
             check_config(cfg)
-        cfg = compose([*TINY, f"norm={name}", f"data.batch={batch}", "debug=fast_dev_run",
-                       f"data.eval_size={cfg.data.crop}"])
+        cfg = compose(
+            [*TINY, f"norm={name}", f"data.batch={batch}", "debug=fast_dev_run", f"data.eval_size={cfg.data.crop}"]
+        )
     s = train_ok(cfg)
     assert s["norm"] == name and s["batch"] == batch
 

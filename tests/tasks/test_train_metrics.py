@@ -15,17 +15,32 @@ from normlab.tasks.train_metrics import logs_this_step
 
 @pytest.mark.parametrize("every, steps_logged", [(4, [3, 7, 11]), (1, list(range(12))), (0, [])])
 def test_a_step_is_logged_when_lightning_writes_the_loggers(every, steps_logged):
-    logged = [s for s in range(12) if logs_this_step(SimpleNamespace(log_every_n_steps=every, global_step=s,
-                                                                    fast_dev_run=False))]
+    logged = [
+        s
+        for s in range(12)
+        if logs_this_step(SimpleNamespace(log_every_n_steps=every, global_step=s, fast_dev_run=False))
+    ]
     assert logged == steps_logged
 
 
 def test_epoch_mean_is_the_mean_of_the_step_losses_and_the_summary_keeps_lightnings_names(compose):
     # 200 digits, 16 per step: 12 steps of equal size, every one of them logged.
-    cfg = compose(["norm=group", "model=resnet8", "data.subset=200", "data.batch=16", "logger=csv",
-                   "trainer.max_epochs=1", "trainer.log_every_n_steps=1", "trainer.limit_val_batches=1",
-                   "trainer.limit_test_batches=1", "trainer.enable_checkpointing=false",
-                   "trainer.enable_progress_bar=false", "~callbacks.batch_stats"])
+    cfg = compose(
+        [
+            "norm=group",
+            "model=resnet8",
+            "data.subset=200",
+            "data.batch=16",
+            "logger=csv",
+            "trainer.max_epochs=1",
+            "trainer.log_every_n_steps=1",
+            "trainer.limit_val_batches=1",
+            "trainer.limit_test_batches=1",
+            "trainer.enable_checkpointing=false",
+            "trainer.enable_progress_bar=false",
+            "~callbacks.batch_stats",
+        ]
+    )
     summary = train(cfg)
     with open(Path(cfg.paths.output_dir) / "csv" / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -108,4 +108,3 @@ def native(name: str, layer: nn.Module) -> nn.Module | None:
         return None
     out = build(layer, layer.layout == "nlc")
     return None if out is None else out.train(layer.training)
-

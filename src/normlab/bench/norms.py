@@ -240,8 +240,11 @@ def measure(runs: dict, rounds: int, sync, seconds: float = 0.0, settled=None, f
                 for k, build in fresh.items():
                     runs[k] = build()
                     runs[k]()  # its first call, untimed, as in the warm-up
-            order = [k for item in rng.sample(items, len(items))
-                     for k in (rng.sample(item, len(item)) if isinstance(item, tuple) else [item])]
+            order = [
+                k
+                for item in rng.sample(items, len(items))
+                for k in (rng.sample(item, len(item)) if isinstance(item, tuple) else [item])
+            ]
             for k in times:
                 times[k].append(math.nan)
             for k in order:
@@ -300,8 +303,11 @@ def bench_norm(name: str, case: Case, rounds: int, compile_: bool, seconds: floa
         compared = target_of(name, runs)[1]
         settled = lambda times: judge(times, *compared) != "unresolved"  # noqa: E731
     # The compared variants on new copies every FRESH_EVERY rounds (not compiled ones: a copy compiles again).
-    fresh = {k: (lambda m=modules[k]: fwd_bwd(copy.deepcopy(m), x, autocast)[0])
-             for k in runs if k in PAIRED["native" in runs]}
+    fresh = {
+        k: (lambda m=modules[k]: fwd_bwd(copy.deepcopy(m), x, autocast)[0])
+        for k in runs
+        if k in PAIRED["native" in runs]
+    }
     row.rounds = measure(runs, rounds, sync, seconds, settled, fresh)
     row.ms = {k: median(t for t in v if math.isfinite(t)) for k, v in row.rounds.items()}
     return row
@@ -309,8 +315,22 @@ def bench_norm(name: str, case: Case, rounds: int, compile_: bool, seconds: floa
 
 def columns(case_nchw: bool) -> list[str]:
     base = "BN2d" if case_nchw else "LN"
-    return ["norm", "normlab ms", "native ms", "PyTorch path ms", "reference ms", "compiled ms", "vs native",
-            "native vs itself", f"vs {base}", "vs GN", "GB/s", "% of copy", "target", "rounds"]
+    return [
+        "norm",
+        "normlab ms",
+        "native ms",
+        "PyTorch path ms",
+        "reference ms",
+        "compiled ms",
+        "vs native",
+        "native vs itself",
+        f"vs {base}",
+        "vs GN",
+        "GB/s",
+        "% of copy",
+        "target",
+        "rounds",
+    ]
 
 
 def fmt_ci(ci: tuple[float, float, float]) -> str:
@@ -326,17 +346,29 @@ def table(rows: list[Row]) -> str:
         body = []
         for r in group:
             target, ok = r.target()
-            body.append([
-                r.norm, fmt(r.ms.get("normlab"), 3), fmt(r.ms.get("native"), 3), fmt(r.ms.get("pytorch path"), 3),
-                fmt(r.ms.get("reference"), 3),
-                fmt(r.ms.get("compiled"), 3), fmt_ci(r.ratio_ci("normlab", "native")),
-                fmt_ci(r.ratio_ci("native again", "native")), fmt(r.ratio("normlab", "base")),
-                fmt_ci(r.ratio_ci("normlab", "gn")), fmt(r.gbps, 1), fmt(100 * r.gbps / r.copy_gbps, 0),
-                target if ok is None else f"{target}: {ok}", sum(map(math.isfinite, r.rounds.get("normlab", []))),
-            ])
+            body.append(
+                [
+                    r.norm,
+                    fmt(r.ms.get("normlab"), 3),
+                    fmt(r.ms.get("native"), 3),
+                    fmt(r.ms.get("pytorch path"), 3),
+                    fmt(r.ms.get("reference"), 3),
+                    fmt(r.ms.get("compiled"), 3),
+                    fmt_ci(r.ratio_ci("normlab", "native")),
+                    fmt_ci(r.ratio_ci("native again", "native")),
+                    fmt(r.ratio("normlab", "base")),
+                    fmt_ci(r.ratio_ci("normlab", "gn")),
+                    fmt(r.gbps, 1),
+                    fmt(100 * r.gbps / r.copy_gbps, 0),
+                    target if ok is None else f"{target}: {ok}",
+                    sum(map(math.isfinite, r.rounds.get("normlab", []))),
+                ]
+            )
         copy_bw = median(r.copy_gbps for r in group)
-        out.append(f"**{label}** (copy: {fmt(copy_bw, 1)} GB/s, median over the rows)\n\n"
-                   + markdown(columns(group[0].case.layout == "nchw"), body))
+        out.append(
+            f"**{label}** (copy: {fmt(copy_bw, 1)} GB/s, median over the rows)\n\n"
+            + markdown(columns(group[0].case.layout == "nchw"), body)
+        )
     return "\n\n".join(out)
 
 
@@ -370,21 +402,50 @@ NOTES = [
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--norms", nargs="+", default=None, help="registered norms to time (default: all)")
-    p.add_argument("--nchw", nargs=4, type=int, default=None, metavar=("N", "C", "H", "W"),
-                   help="image activations (default: 32 64 32 32, a ResNet stage)")
-    p.add_argument("--nlc", nargs=3, type=int, default=None, metavar=("N", "L", "C"),
-                   help="token activations (default: 32 128 256)")
+    p.add_argument(
+        "--nchw",
+        nargs=4,
+        type=int,
+        default=None,
+        metavar=("N", "C", "H", "W"),
+        help="image activations (default: 32 64 32 32, a ResNet stage)",
+    )
+    p.add_argument(
+        "--nlc",
+        nargs=3,
+        type=int,
+        default=None,
+        metavar=("N", "L", "C"),
+        help="token activations (default: 32 128 256)",
+    )
     p.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when there is one")
-    p.add_argument("--dtypes", nargs="+", default=None, choices=sorted(DTYPES),
-                   help="default: fp32 on the CPU, fp32 and bf16 (autocast) on CUDA")
+    p.add_argument(
+        "--dtypes",
+        nargs="+",
+        default=None,
+        choices=sorted(DTYPES),
+        help="default: fp32 on the CPU, fp32 and bf16 (autocast) on CUDA",
+    )
     p.add_argument("--rounds", type=int, default=None, help="timed rounds per norm, at least (default 25; --quick 2)")
-    p.add_argument("--seconds", type=float, default=None,
-                   help="more rounds until about this long per norm and layout (default 1.5; --quick 0)")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="also time torch.compile (default: on; off with --quick)")
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="more rounds until about this long per norm and layout (default 1.5; --quick 0)",
+    )
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also time torch.compile (default: on; off with --quick)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
-                   help="malloc keeps freed memory, as training runs do (trainer.keep_freed_memory; default: on)")
+    p.add_argument(
+        "--keep-freed-memory",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="malloc keeps freed memory, as training runs do (trainer.keep_freed_memory; default: on)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny tensors, 2 rounds, no compile: a smoke test")
     p.add_argument("--out", default="logs/bench/norms.md", help="where the markdown table goes")
     return p.parse_args(argv)
@@ -397,8 +458,9 @@ def cases(args: argparse.Namespace) -> list[Case]:
     out = []
     for device in devices:
         if device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("--devices cuda, but torch sees no CUDA device. "
-                              "Fix: leave out cuda, or run on a GPU machine.")
+            raise ConfigError(
+                "--devices cuda, but torch sees no CUDA device. Fix: leave out cuda, or run on a GPU machine."
+            )
         for dtype in args.dtypes or (["fp32"] if device == "cpu" else ["fp32", "bf16"]):
             out += [Case("nchw", nchw, device, dtype), Case("nlc", nlc, device, dtype)]
     return out
@@ -417,8 +479,12 @@ def run(args: argparse.Namespace) -> list[Row]:
         for name in names:
             if supports(name, case.layout):
                 rows.append(bench_norm(name, case, rounds, compile_, args.seconds))
-                print(f"  {case.label:32s} {name:15s} " + "  ".join(f"{k} {v:.3f}" for k, v in rows[-1].ms.items())
-                      + (f"  [{rows[-1].note.strip()}]" if rows[-1].note else ""), flush=True)
+                print(
+                    f"  {case.label:32s} {name:15s} "
+                    + "  ".join(f"{k} {v:.3f}" for k, v in rows[-1].ms.items())
+                    + (f"  [{rows[-1].note.strip()}]" if rows[-1].note else ""),
+                    flush=True,
+                )
     return rows
 
 
@@ -435,7 +501,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
     text = table(rows)
     notes = NOTES + [f"{r.norm} ({r.case.label}): {r.note.strip()}" for r in rows if r.note]
     print("\n" + text + "\n\n" + "\n".join(f"- {n}" for n in notes))
-    path = write_report(args.out, "Norms: forward + backward", " ".join(["python scripts/bench_norms.py", *argv]),
-                        text, notes)
+    path = write_report(
+        args.out, "Norms: forward + backward", " ".join(["python scripts/bench_norms.py", *argv]), text, notes
+    )
     print(f"\nwritten to {path}")
     return rows

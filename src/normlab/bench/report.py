@@ -33,7 +33,8 @@ def machine() -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "load average (1, 5, 15 min)": ", ".join(f"{v:.2f}" for v in os.getloadavg())
-        if hasattr(os, "getloadavg") else "n/a",
+        if hasattr(os, "getloadavg")
+        else "n/a",
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
@@ -46,8 +47,11 @@ def warn_if_busy(threads: int, hint: str) -> None:
     (measured 2026-11-23)."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     if threads > 1 and load > 0.5:
-        print(f"note: load average {load:.1f} before starting, and {threads} torch threads: if other work shares "
-              f"the cores, the figures measure waiting. Pass {hint} for figures that mean something.", flush=True)
+        print(
+            f"note: load average {load:.1f} before starting, and {threads} torch threads: if other work shares "
+            f"the cores, the figures measure waiting. Pass {hint} for figures that mean something.",
+            flush=True,
+        )
 
 
 def median(values) -> float:

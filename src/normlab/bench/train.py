@@ -73,11 +73,18 @@ def paired_steps(hand: Clock, normlab: Clock, warmup: int) -> tuple[tuple[float,
     """Median seconds per step (wall, cpu) of each loop, after ``warmup`` steps: ``hand`` ticks
     before each hand-written step and ``normlab`` after it, so a hand step runs from a ``hand``
     tick to the next ``normlab`` one, and a normlab step from there to the next ``hand`` tick."""
+
     def per_step(starts, ends, nxt):
-        return median(b - a for a, b in zip(starts[warmup:], ends[warmup:])) if nxt is None else \
-            median(b - a for a, b in zip(ends[warmup:], nxt[warmup + 1:]))
-    return ((per_step(hand.wall, normlab.wall, None), per_step(hand.cpu, normlab.cpu, None)),
-            (per_step(None, normlab.wall, hand.wall), per_step(None, normlab.cpu, hand.cpu)))
+        return (
+            median(b - a for a, b in zip(starts[warmup:], ends[warmup:]))
+            if nxt is None
+            else median(b - a for a, b in zip(ends[warmup:], nxt[warmup + 1 :]))
+        )
+
+    return (
+        (per_step(hand.wall, normlab.wall, None), per_step(hand.cpu, normlab.cpu, None)),
+        (per_step(None, normlab.wall, hand.wall), per_step(None, normlab.cpu, hand.cpu)),
+    )
 
 
 @dataclass
@@ -143,8 +150,9 @@ class HandLoop:
         module, self.data = build_task(cfg, 1)
         self.device, self.autocast = device_of(cfg)
         self.model = module.model.to(self.device).train()
-        module.trainer = Schedule(cfg.trainer.max_steps, cfg.trainer.get("gradient_clip_val"),
-                                  str(cfg.trainer.precision))
+        module.trainer = Schedule(
+            cfg.trainer.max_steps, cfg.trainer.get("gradient_clip_val"), str(cfg.trainer.precision)
+        )
         optimizers = module.configure_optimizers()
         module.trainer = None
         self.opt, self.sched = optimizers["optimizer"], optimizers["lr_scheduler"]["scheduler"]
@@ -184,6 +192,7 @@ def paired_run(cfg: DictConfig, hand: Clock, normlab: Clock) -> None:
     try:
         trainer = build_trainer(cfg, run_dir, loggers)
         module, data = build_task(cfg, trainer.world_size)
+
         # The LightningModule's own hook, called once per step (a callback would add Lightning's
         # per-callback dispatch at every hook to normlab's side of the comparison): a hand step,
         # then normlab's, whose time runs from here to the next call.
@@ -232,8 +241,11 @@ def bench(label: str, overrides: list[str], steps: int, repeats: int, warmup: in
             result.hand.append(h_step)
             result.normlab.append(n_step)
             h, n = h_step[0], n_step[0]
-            print(f"  {label:28s} repeat {r + 1}/{repeats}: hand {1e3 * h:7.2f} ms  normlab {1e3 * n:7.2f} ms  "
-                  f"ratio {n / h:.3f}", flush=True)
+            print(
+                f"  {label:28s} repeat {r + 1}/{repeats}: hand {1e3 * h:7.2f} ms  normlab {1e3 * n:7.2f} ms  "
+                f"ratio {n / h:.3f}",
+                flush=True,
+            )
     return result
 
 
@@ -241,13 +253,35 @@ def table(results: list[Result]) -> str:
     rows = []
     for r in results:
         wall, cpu = r.ratios(0), r.ratios(1)
-        rows.append([
-            r.label, r.norm, r.batch, r.steps, len(r.hand),
-            fmt(1 / median(h[0] for h in r.hand), 1), fmt(1 / median(n[0] for n in r.normlab), 1),
-            fmt(median(wall), 3), f"{fmt(min(wall), 3)}-{fmt(max(wall), 3)}", fmt(median(cpu), 3),
-        ])
-    return markdown(["config", "norm", "batch", "steps", "repeats", "hand steps/s", "normlab steps/s",
-                     "normlab / hand", "range", "cpu ratio"], rows)
+        rows.append(
+            [
+                r.label,
+                r.norm,
+                r.batch,
+                r.steps,
+                len(r.hand),
+                fmt(1 / median(h[0] for h in r.hand), 1),
+                fmt(1 / median(n[0] for n in r.normlab), 1),
+                fmt(median(wall), 3),
+                f"{fmt(min(wall), 3)}-{fmt(max(wall), 3)}",
+                fmt(median(cpu), 3),
+            ]
+        )
+    return markdown(
+        [
+            "config",
+            "norm",
+            "batch",
+            "steps",
+            "repeats",
+            "hand steps/s",
+            "normlab steps/s",
+            "normlab / hand",
+            "range",
+            "cpu ratio",
+        ],
+        rows,
+    )
 
 
 def configs(args: argparse.Namespace) -> list[tuple[str, list[str], int, int]]:
@@ -263,8 +297,9 @@ def configs(args: argparse.Namespace) -> list[tuple[str, list[str], int, int]]:
         for batch in args.batches:
             steps = args.steps or max(25, 200 // batch)
             repeats = args.repeats or (7 if batch <= 2 else 3)
-            out.append((f"resnet20 {norm} b{batch}", [f"norm={norm}", f"data.batch={batch}", *args.overrides],
-                        steps, repeats))
+            out.append(
+                (f"resnet20 {norm} b{batch}", [f"norm={norm}", f"data.batch={batch}", *args.overrides], steps, repeats)
+            )
     if args.lm:
         lm = ["task=lm", *args.overrides]
         if args.quick:
@@ -279,8 +314,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--norms", nargs="+", default=None, help="default: batch group")
     p.add_argument("--batches", nargs="+", type=int, default=None, help="images per step (default: 2 8 32)")
     p.add_argument("--steps", type=int, default=None, help="steps per run (default: 200 / batch, at least 25; LM 40)")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="runs of each loop per configuration (default: 7 at batch 2, else 3)")
+    p.add_argument(
+        "--repeats", type=int, default=None, help="runs of each loop per configuration (default: 7 at batch 2, else 3)"
+    )
     p.add_argument("--warmup", type=int, default=None, help="steps left out of each run's median (default 10)")
     p.add_argument("--lm", action=argparse.BooleanOptionalAction, default=True, help="also time task=lm (default: on)")
     p.add_argument("--quick", action="store_true", help="batch 2, BN, 12 steps, one repeat, a tiny LM: a smoke test")
@@ -295,8 +331,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args.repeats = args.repeats or (1 if args.quick else None)
     args.warmup = args.warmup if args.warmup is not None else (2 if args.quick else 10)
     if args.steps is not None and args.steps < args.warmup + 3:
-        raise ConfigError(f"--steps {args.steps} leaves fewer than 3 steps after --warmup {args.warmup}. "
-                          f"Fix: raise --steps or lower --warmup.")
+        raise ConfigError(
+            f"--steps {args.steps} leaves fewer than 3 steps after --warmup {args.warmup}. "
+            f"Fix: raise --steps or lower --warmup."
+        )
     return args
 
 
@@ -315,11 +353,17 @@ def main(argv: list[str] | None = None) -> list[Result]:
     args = parse(argv)
     given = [o.split("=", 1)[1] for o in args.overrides if o.split("=", 1)[0] == "threads"]
     warn_if_busy(int(given[-1]) if given and given[-1].isdigit() else DEFAULT_THREADS, "threads=1")
-    results = [bench(label, overrides, steps, repeats, args.warmup)
-               for label, overrides, steps, repeats in configs(args)]
+    results = [
+        bench(label, overrides, steps, repeats, args.warmup) for label, overrides, steps, repeats in configs(args)
+    ]
     text = table(results)
     print("\n" + text + "\n\n" + "\n".join(f"- {n}" for n in NOTES))
-    path = write_report(args.out, "Training steps: normlab's Lightning path vs a hand-written loop",
-                        " ".join(["python scripts/bench_train.py", *argv]), text, NOTES)
+    path = write_report(
+        args.out,
+        "Training steps: normlab's Lightning path vs a hand-written loop",
+        " ".join(["python scripts/bench_train.py", *argv]),
+        text,
+        NOTES,
+    )
     print(f"\nwritten to {path}")
     return results

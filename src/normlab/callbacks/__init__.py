@@ -13,7 +13,18 @@ from normlab.callbacks.run_state import ResumeState
 from normlab.callbacks.throughput import Throughput
 
 __all__ = [
-    "AtomicCheckpointIO", "BatchStatDiagnostics", "DivergenceGuard", "EpochAverages", "LastCheckpoint", "MixingWeights",
-    "PreciseBN", "RanksInSync", "ResumeState", "SyncBatchNormPlugin", "Throughput", "checkpoint_callbacks",
-    "several_processes", "sync_plugin",
+    "AtomicCheckpointIO",
+    "BatchStatDiagnostics",
+    "DivergenceGuard",
+    "EpochAverages",
+    "LastCheckpoint",
+    "MixingWeights",
+    "PreciseBN",
+    "RanksInSync",
+    "ResumeState",
+    "SyncBatchNormPlugin",
+    "Throughput",
+    "checkpoint_callbacks",
+    "several_processes",
+    "sync_plugin",
 ]

@@ -46,6 +46,7 @@ class LastCheckpoint(Checkpoint):
 
 def checkpoint_callbacks(run_dir: Path, monitor: str, mode: str, every_n_steps: int) -> list[L.Callback]:
     dirpath = Path(run_dir) / "checkpoints"
-    best = ModelCheckpoint(dirpath=dirpath, filename="best", monitor=monitor, mode=mode, save_last=False,
-                           enable_version_counter=False)  # overwrite best.ckpt; never best-v1.ckpt
+    best = ModelCheckpoint(
+        dirpath=dirpath, filename="best", monitor=monitor, mode=mode, save_last=False, enable_version_counter=False
+    )  # overwrite best.ckpt; never best-v1.ckpt
     return [best, LastCheckpoint(dirpath, every_n_steps)]

@@ -45,8 +45,7 @@ from normlab.norms.contract import declared
 
 def batch_stat_layers(model: nn.Module) -> list[nn.Module]:
     """Layers that normalize with batch statistics in training and keep running averages."""
-    return [m for m in model.modules()
-            if declared(m, "batch_dependent") and declared(m, "running_mean") is not None]
+    return [m for m in model.modules() if declared(m, "batch_dependent") and declared(m, "running_mean") is not None]
 
 
 def snapshot(model: nn.Module):
@@ -54,8 +53,17 @@ def snapshot(model: nn.Module):
     forward may set, such as BLN's mixing weight 1/m or BatchRenorm's step): what a forward
     in train mode can change besides the parameters."""
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
-    attributes = [(m, {k: v.detach().clone() if isinstance(v, torch.Tensor) else v
-                       for k, v in vars(m).items() if not k.startswith("_")}) for m in model.modules()]
+    attributes = [
+        (
+            m,
+            {
+                k: v.detach().clone() if isinstance(v, torch.Tensor) else v
+                for k, v in vars(m).items()
+                if not k.startswith("_")
+            },
+        )
+        for m in model.modules()
+    ]
     return buffers, attributes
 
 
@@ -136,8 +144,10 @@ def precise_bn(model: nn.Module, batches, num_batches: int) -> int:
     saved = snapshot(model)
     counts: dict[nn.Module, int] = {}
     # After the forward: a layer with a statistic per position (bln_paper) sizes them on its first.
-    hooks = [m.register_forward_hook(lambda m, args, out: counts.__setitem__(m, values_per_statistic(m, args[0])))
-             for m in layers]
+    hooks = [
+        m.register_forward_hook(lambda m, args, out: counts.__setitem__(m, values_per_statistic(m, args[0])))
+        for m in layers
+    ]
     model.eval()
     for m in layers:
         m.train()
@@ -204,6 +214,7 @@ class BatchStatDiagnostics(L.Callback):
                         f"test/{name}_{suffix}", value, on_epoch=True, batch_size=len(batch[-1]), sync_dist=True
                     )
 
+
 def norm_model(pl_module: L.LightningModule):
     return getattr(pl_module, "model", pl_module)
 
@@ -243,7 +254,8 @@ class MixingWeights(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module):
         metrics = {
             f"mixing/{name}/{key}": value
-            for name, m in norm_model(pl_module).named_modules() if declared(m, "mixing_weights")
+            for name, m in norm_model(pl_module).named_modules()
+            if declared(m, "mixing_weights")
             for key, value in m.mixing_weights().items()
         }
         if metrics:

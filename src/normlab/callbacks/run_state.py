@@ -34,7 +34,8 @@ class ResumeState(L.Callback):
         name, keys, pos, has_gauss, gauss = np.random.get_state()
         loader = trainer.train_dataloader
         checkpoint[self.KEY] = {
-            "torch": torch.get_rng_state(), "python": random.getstate(),
+            "torch": torch.get_rng_state(),
+            "python": random.getstate(),
             "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "train_loader": loader.state_dict() if hasattr(loader, "state_dict") else None,

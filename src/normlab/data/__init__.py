@@ -26,6 +26,12 @@ def build_image_datamodule(data_cfg: dict, seed: int, channels_last: bool = Fals
     load = bind_loader(cfg, DATASETS, "dataset", MODULE_KEYS)
     augment = cfg.get("augment") or {}
     return ImageDataModule(
-        load, cfg["batch"], cfg.get("eval_batch", 500), cfg.get("subset"),
-        augment.get("crop_pad", 0), augment.get("flip", False), seed, channels_last,
+        load,
+        cfg["batch"],
+        cfg.get("eval_batch", 500),
+        cfg.get("subset"),
+        augment.get("crop_pad", 0),
+        augment.get("flip", False),
+        seed,
+        channels_last,
     )

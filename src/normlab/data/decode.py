@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 SHOWN = 3  # bad files named in the message; the rest are counted
 
 
-def decode_files(files: Sequence[Path], decode: Callable[[Path], torch.Tensor], what: str,
-                 skip_bad: bool = False) -> tuple[list[torch.Tensor], list[int]]:
+def decode_files(
+    files: Sequence[Path], decode: Callable[[Path], torch.Tensor], what: str, skip_bad: bool = False
+) -> tuple[list[torch.Tensor], list[int]]:
     """``decode`` every file; return the images and the indices of the files they came from.
 
     Files that fail to decode are refused in one line (``ConfigError``), or with ``skip_bad``
@@ -44,13 +45,22 @@ def decode_files(files: Sequence[Path], decode: Callable[[Path], torch.Tensor], 
     if bad:
         names = ", ".join(str(f) for f in bad[:SHOWN]) + (f" and {len(bad) - SHOWN} more" if len(bad) > SHOWN else "")
         if not skip_bad:
-            raise ConfigError(f"{len(bad)} of {len(files)} {what} files are not images that can be decoded: {names}. "
-                              f"Fix: delete or replace them, or add data.skip_bad_images=true to skip them.")
-        log.warning("skipped %d of %d %s files that are not images (data.skip_bad_images=true): %s",
-                    len(bad), len(files), what, names)
+            raise ConfigError(
+                f"{len(bad)} of {len(files)} {what} files are not images that can be decoded: {names}. "
+                f"Fix: delete or replace them, or add data.skip_bad_images=true to skip them."
+            )
+        log.warning(
+            "skipped %d of %d %s files that are not images (data.skip_bad_images=true): %s",
+            len(bad),
+            len(files),
+            what,
+            names,
+        )
     if not images:
-        raise ConfigError(f"none of the {len(files)} {what} files could be decoded. Fix: point data.root at a "
-                          f"folder of JPEG or PNG images.")
+        raise ConfigError(
+            f"none of the {len(files)} {what} files could be decoded. Fix: point data.root at a "
+            f"folder of JPEG or PNG images."
+        )
     return images, kept
 
 

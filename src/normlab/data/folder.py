@@ -38,19 +38,28 @@ def _decode_split(folder: Path, classes: list[str], size: int | None, skip_bad: 
 
 
 def _files(folder: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
-    pairs = [(f, c) for c, name in enumerate(classes) for f in sorted((folder / name).iterdir())
-             if f.suffix.lower() in IMAGE_SUFFIXES]
+    pairs = [
+        (f, c)
+        for c, name in enumerate(classes)
+        for f in sorted((folder / name).iterdir())
+        if f.suffix.lower() in IMAGE_SUFFIXES
+    ]
     return [f for f, _ in pairs], [c for _, c in pairs]
 
 
-def _cache_file(root: Path, splits: list[str], classes: list[str], size: int | None, skip_bad: bool,
-                cache_dir: str) -> Path:
+def _cache_file(
+    root: Path, splits: list[str], classes: list[str], size: int | None, skip_bad: bool, cache_dir: str
+) -> Path:
     files = [f for s in splits for f in _files(root / s, classes)[0]]
     return Path(cache_dir).expanduser() / f"image_folder-{root.name}-{files_key(files, size, skip_bad)}.pt"
 
 
 def load_image_folder(
-    root: str, val_size: int = 5000, image_size: int | None = None, seed: int = 0, cache_dir: str | None = None,
+    root: str,
+    val_size: int = 5000,
+    image_size: int | None = None,
+    seed: int = 0,
+    cache_dir: str | None = None,
     skip_bad_images: bool = False,
 ) -> ImageSplits:
     tree = Path(root)

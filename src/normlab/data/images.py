@@ -39,8 +39,10 @@ def read_image(path: str | Path) -> torch.Tensor:
     try:
         return decode_file(path)
     except (RuntimeError, ValueError, OSError):
-        raise ConfigError(f"{path} is not an image that can be decoded (empty, truncated or another format). "
-                          f"Fix: give the path of a JPEG or PNG file.") from None
+        raise ConfigError(
+            f"{path} is not an image that can be decoded (empty, truncated or another format). "
+            f"Fix: give the path of a JPEG or PNG file."
+        ) from None
 
 
 def resize_short(img: torch.Tensor, size: int) -> torch.Tensor:
@@ -81,8 +83,13 @@ def fit(img: torch.Tensor, size: int) -> torch.Tensor:
     """Scale a float image to fit a ``size`` square, then pad it (white) to exactly that square."""
     h, w = img.shape[-2:]
     s = size / max(h, w)
-    img = F.interpolate(img[None], size=(max(1, round(h * s)), max(1, round(w * s))), mode="bilinear",
-                        antialias=True, align_corners=False)[0]
+    img = F.interpolate(
+        img[None],
+        size=(max(1, round(h * s)), max(1, round(w * s))),
+        mode="bilinear",
+        antialias=True,
+        align_corners=False,
+    )[0]
     h, w = img.shape[-2:]
     top, left = (size - h) // 2, (size - w) // 2
     return F.pad(img, (left, size - w - left, top, size - h - top), value=1.0)

@@ -43,8 +43,10 @@ class ImageDataModule(L.LightningDataModule):
         if self.splits is None:
             splits = self.load()
             if self.subset and self.subset > len(splits.train):
-                raise ConfigError(f"data.subset={self.subset} is more than the {len(splits.train)} training images. "
-                                  f"Fix: set data.subset to at most {len(splits.train)}, or null for all of them.")
+                raise ConfigError(
+                    f"data.subset={self.subset} is more than the {len(splits.train)} training images. "
+                    f"Fix: set data.subset to at most {len(splits.train)}, or null for all of them."
+                )
             # Subset seed fixed at 0: seeds vary the initialisation and order, not the data.
             splits.train = subsample(splits.train, self.subset, 0)
             # Image folders list files class by class; a fixed shuffle makes every evaluation
@@ -70,14 +72,19 @@ class ImageDataModule(L.LightningDataModule):
         batches = self._batches(self.splits.train, self.batch, train=True)
         if len(batches) == 0:  # else Lightning trains no step, silently
             per_device = len(self.splits.train) // batches.world
-            raise ConfigError(f"data.batch={self.batch} is more than the {per_device} training images each of the "
-                              f"{batches.world} device(s) gets, so training would take no step. Fix: set data.batch "
-                              f"to at most {per_device}, use more training images (data.subset), or fewer devices.")
+            raise ConfigError(
+                f"data.batch={self.batch} is more than the {per_device} training images each of the "
+                f"{batches.world} device(s) gets, so training would take no step. Fix: set data.batch "
+                f"to at most {per_device}, use more training images (data.subset), or fewer devices."
+            )
         if batches.dropped() and not self._said_dropped:
             self._said_dropped = True  # once per run, not once per epoch
-            log.info("training leaves out the last partial batch of every epoch: %d of %d images per device "
-                     "(a different few each epoch, since the order changes)",
-                     batches.dropped(), len(self.splits.train) // batches.world)
+            log.info(
+                "training leaves out the last partial batch of every epoch: %d of %d images per device "
+                "(a different few each epoch, since the order changes)",
+                batches.dropped(),
+                len(self.splits.train) // batches.world,
+            )
         return batches
 
     def val_dataloader(self):

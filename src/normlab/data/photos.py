@@ -54,8 +54,9 @@ def skimage_image(name: str) -> torch.Tensor:
     try:
         img = loader()
     except (ModuleNotFoundError, ValueError, OSError) as err:  # images not in the wheel need pooch + internet
-        raise ConfigError(f"skimage.data.{name} is not bundled with scikit-image ({err}). "
-                          f"Fix: pick one of {', '.join(TRAIN_PHOTOS)}.") from None
+        raise ConfigError(
+            f"skimage.data.{name} is not bundled with scikit-image ({err}). Fix: pick one of {', '.join(TRAIN_PHOTOS)}."
+        ) from None
     if isinstance(img, tuple):  # stereo_motorcycle: (left, right, disparity); take the left view
         img = img[0]
     img = torch.from_numpy(img.astype("uint8") * (255 if img.dtype == bool else 1))
@@ -69,8 +70,12 @@ def load_style_image(style: str, style_size: int) -> torch.Tensor:
 
 
 def load_skimage_photos(
-    train: list[str] = TRAIN_PHOTOS, val: list[str] = HELD_OUT_PHOTOS, style: str = STYLE_IMAGE,
-    load_size: int = 256, eval_size: int = 256, style_size: int = 256,
+    train: list[str] = TRAIN_PHOTOS,
+    val: list[str] = HELD_OUT_PHOTOS,
+    style: str = STYLE_IMAGE,
+    load_size: int = 256,
+    eval_size: int = 256,
+    style_size: int = 256,
 ) -> StyleImages:
     overlap = sorted(set(train) & set(val))
     if overlap:
@@ -80,7 +85,8 @@ def load_skimage_photos(
     return StyleImages(
         torch.stack([square(skimage_image(n), load_size) for n in train]),
         torch.stack([square(skimage_image(n), eval_size) for n in val]),
-        load_style_image(style, style_size), list(val),
+        load_style_image(style, style_size),
+        list(val),
     )
 
 
@@ -118,8 +124,15 @@ def cached_squares(
 
 
 def load_style_folder(
-    root: str, style: str, val_root: str | None = None, val_size: int = 8, subset: int | None = None,
-    load_size: int = 256, eval_size: int = 256, style_size: int = 256, cache_dir: str | None = None,
+    root: str,
+    style: str,
+    val_root: str | None = None,
+    val_size: int = 8,
+    subset: int | None = None,
+    load_size: int = 256,
+    eval_size: int = 256,
+    style_size: int = 256,
+    cache_dir: str | None = None,
     skip_bad_images: bool = False,
 ) -> StyleImages:
     """Content from every image under ``root``; held out: the first ``val_size`` images of
@@ -132,16 +145,21 @@ def load_style_folder(
         train_files, val_files = shuffled, image_files(val_root)[:val_size]
     else:
         if len(files) <= val_size:
-            raise ConfigError(f"data.root={root} has {len(files)} images, not more than data.val_size={val_size}. "
-                              f"Fix: lower data.val_size or set data.val_root.")
+            raise ConfigError(
+                f"data.root={root} has {len(files)} images, not more than data.val_size={val_size}. "
+                f"Fix: lower data.val_size or set data.val_root."
+            )
         train_files, val_files = shuffled[val_size:], sorted(shuffled[:val_size])
     if subset:
         train_files = train_files[:subset]
-    held_out, kept = decode_files(val_files, lambda f: square(decode_file(f), eval_size), "held-out image",
-                                  skip_bad_images)
+    held_out, kept = decode_files(
+        val_files, lambda f: square(decode_file(f), eval_size), "held-out image", skip_bad_images
+    )
     return StyleImages(
         cached_squares(train_files, load_size, cache_dir, "content image", skip_bad_images),
-        torch.stack(held_out), load_style_image(style, style_size), [val_files[i].stem for i in kept],
+        torch.stack(held_out),
+        load_style_image(style, style_size),
+        [val_files[i].stem for i in kept],
     )
 
 

@@ -61,8 +61,16 @@ class RandomImageBatches(ResumableEpochs):
 
 
 class StyleDataModule(L.LightningDataModule):
-    def __init__(self, load: Callable[[], StyleImages], batch: int, crop: int, eval_batch: int = 16,
-                 steps_per_epoch: int | None = None, flip: bool = True, seed: int = 0):
+    def __init__(
+        self,
+        load: Callable[[], StyleImages],
+        batch: int,
+        crop: int,
+        eval_batch: int = 16,
+        steps_per_epoch: int | None = None,
+        flip: bool = True,
+        seed: int = 0,
+    ):
         super().__init__()
         self.load, self.batch, self.crop, self.eval_batch = load, batch, crop, eval_batch
         self.steps_per_epoch, self.flip, self.seed = steps_per_epoch, flip, seed
@@ -95,8 +103,15 @@ class StyleDataModule(L.LightningDataModule):
 
     def val_dataloader(self):
         val = Split(self.images.val, torch.arange(len(self.images.val)))
-        return TensorBatches(val, self.eval_batch, shuffle=False, drop_last=False, seed=self.seed,
-                             rank=self._rank_world()[0], world=self._rank_world()[1])
+        return TensorBatches(
+            val,
+            self.eval_batch,
+            shuffle=False,
+            drop_last=False,
+            seed=self.seed,
+            rank=self._rank_world()[0],
+            world=self._rank_world()[1],
+        )
 
     def test_dataloader(self):
         return self.val_dataloader()
@@ -112,5 +127,12 @@ class StyleDataModule(L.LightningDataModule):
 def build_style_datamodule(data_cfg: dict, seed: int) -> StyleDataModule:
     cfg = dict(data_cfg)
     load = bind_loader(cfg, STYLE_DATASETS, "style dataset", MODULE_KEYS)
-    return StyleDataModule(load, cfg["batch"], cfg["crop"],
-                           cfg.get("eval_batch", 16), cfg.get("steps_per_epoch"), cfg.get("flip", True), seed)
+    return StyleDataModule(
+        load,
+        cfg["batch"],
+        cfg["crop"],
+        cfg.get("eval_batch", 16),
+        cfg.get("steps_per_epoch"),
+        cfg.get("flip", True),
+        seed,
+    )

@@ -41,10 +41,10 @@ class TextSplits:
 # Markup, not Shakespeare: left in, it would hand the model free characters to predict
 # ("  " before every newline, "**" around every speaker) and flatter the loss.
 _MARKUP = [
-    (re.compile(r"[ \t]+$", re.M), ""),   # hard line breaks: two trailing spaces
-    (re.compile(r"^#+ *", re.M), ""),     # headings: # Title, ## ACT I, ### SCENE I.
+    (re.compile(r"[ \t]+$", re.M), ""),  # hard line breaks: two trailing spaces
+    (re.compile(r"^#+ *", re.M), ""),  # headings: # Title, ## ACT I, ### SCENE I.
     (re.compile(r"\\([^\w\s])"), r"\1"),  # escaped punctuation: \[Aside], \--
-    (re.compile(r"[_*]"), ""),            # **SPEAKER**, _stage directions_: emphasis only, never text
+    (re.compile(r"[_*]"), ""),  # **SPEAKER**, _stage directions_: emphasis only, never text
 ]
 
 
@@ -74,6 +74,7 @@ def play_files() -> list[Path]:
 
 # --- splits ---------------------------------------------------------------------------------
 
+
 def split_documents(names: list[str], val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[str]]:
     """A seeded partition of whole documents: each name lands in exactly one split."""
     if len(names) < 3:
@@ -83,10 +84,15 @@ def split_documents(names: list[str], val_fraction: float, test_fraction: float,
     n_val = max(1, round(val_fraction * len(names)))
     n_test = max(1, round(test_fraction * len(names)))
     if n_val + n_test >= len(names):
-        raise ConfigError(f"val_fraction={val_fraction} and test_fraction={test_fraction} leave no training "
-                          f"document of {len(names)}. Fix: lower them.")
-    return {"val": sorted(shuffled[:n_val]), "test": sorted(shuffled[n_val : n_val + n_test]),
-            "train": sorted(shuffled[n_val + n_test :])}
+        raise ConfigError(
+            f"val_fraction={val_fraction} and test_fraction={test_fraction} leave no training "
+            f"document of {len(names)}. Fix: lower them."
+        )
+    return {
+        "val": sorted(shuffled[:n_val]),
+        "test": sorted(shuffled[n_val : n_val + n_test]),
+        "train": sorted(shuffled[n_val + n_test :]),
+    }
 
 
 def split_contiguous(text: str, val_fraction: float, test_fraction: float) -> TextSplits:
@@ -97,6 +103,7 @@ def split_contiguous(text: str, val_fraction: float, test_fraction: float) -> Te
 
 
 # --- loaders --------------------------------------------------------------------------------
+
 
 def read_documents(data_files: dict[str, list[str]], cache_dir: str | None) -> dict[str, list[str]]:
     """``{split: [file, ...]}`` -> ``{split: [text of each file, ...]}`` through ``datasets``."""
@@ -110,8 +117,9 @@ def read_documents(data_files: dict[str, list[str]], cache_dir: str | None) -> d
 
 
 @functools.lru_cache(maxsize=4)  # a sweep runs its jobs in one process: read and split the plays once
-def load_shakespeare(val_fraction: float = 0.1, test_fraction: float = 0.1, split_seed: int = 0,
-                     cache_dir: str | None = None) -> TextSplits:
+def load_shakespeare(
+    val_fraction: float = 0.1, test_fraction: float = 0.1, split_seed: int = 0, cache_dir: str | None = None
+) -> TextSplits:
     files = {f.stem: f for f in play_files()}
     plays = split_documents(list(files), val_fraction, test_fraction, split_seed)
     texts = read_documents({s: [str(files[p]) for p in plays[s]] for s in SPLITS}, cache_dir)
@@ -120,8 +128,9 @@ def load_shakespeare(val_fraction: float = 0.1, test_fraction: float = 0.1, spli
     return TextSplits(**joined, documents=plays)
 
 
-def load_text_file(data_files, val_fraction: float = 0.1, test_fraction: float = 0.1, split_seed: int = 0,
-                   cache_dir: str | None = None) -> TextSplits:
+def load_text_file(
+    data_files, val_fraction: float = 0.1, test_fraction: float = 0.1, split_seed: int = 0, cache_dir: str | None = None
+) -> TextSplits:
     """``data_files``: a path, a list of paths, or ``{train: ..., val: ..., test: ...}``."""
     if data_files in (None, "???"):
         raise ConfigError("data=text_file needs files. Fix: set data.data_files=<path> (or a list, or train/val/test).")
@@ -143,8 +152,13 @@ def load_text_file(data_files, val_fraction: float = 0.1, test_fraction: float =
     return TextSplits(**{s: "\n\n".join(texts[s]) for s in SPLITS}, documents=split)
 
 
-def load_hub(path: str, config: str | None = None, text_column: str = "text", revision: str | None = None,
-             cache_dir: str | None = None) -> TextSplits:
+def load_hub(
+    path: str,
+    config: str | None = None,
+    text_column: str = "text",
+    revision: str | None = None,
+    cache_dir: str | None = None,
+) -> TextSplits:
     """A hub data set with train/validation/test splits of text rows (lines, or one row per split)."""
     from datasets import load_dataset
 
@@ -160,8 +174,9 @@ def load_hub(path: str, config: str | None = None, text_column: str = "text", re
     if not set(names.values()) <= set(ds):
         raise ConfigError(f"'{path}' has splits {sorted(ds)}, not train/validation/test. Fix: use data=text_file.")
     if text_column not in ds["train"].column_names:
-        raise ConfigError(f"'{path}' has no column '{text_column}' (it has {ds['train'].column_names}). "
-                          f"Fix: set data.text_column.")
+        raise ConfigError(
+            f"'{path}' has no column '{text_column}' (it has {ds['train'].column_names}). Fix: set data.text_column."
+        )
     # Rows are lines (wikitext) or whole splits (tiny_shakespeare); joined back into one stream.
     return TextSplits(**{s: "\n".join(r.removesuffix("\n") for r in ds[names[s]][text_column]) for s in SPLITS})
 

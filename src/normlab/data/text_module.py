@@ -24,8 +24,17 @@ MODULE_KEYS = {"name", "batch", "train_batches", "eval_batch", "eval_windows"}
 
 
 class CharDataModule(L.LightningDataModule):
-    def __init__(self, load: Callable[[], TextSplits], block_size: int, batch: int, train_batches: int = 250,
-                 eval_batch: int = 64, eval_windows: int = 256, seed: int = 0, name: str = "text"):
+    def __init__(
+        self,
+        load: Callable[[], TextSplits],
+        block_size: int,
+        batch: int,
+        train_batches: int = 250,
+        eval_batch: int = 64,
+        eval_windows: int = 256,
+        seed: int = 0,
+        name: str = "text",
+    ):
         super().__init__()
         self.load, self.block_size, self.batch, self.train_batches = load, block_size, batch, train_batches
         self.eval_batch, self.eval_windows, self.seed, self.name = eval_batch, eval_windows, seed, name
@@ -39,10 +48,16 @@ class CharDataModule(L.LightningDataModule):
         self.vocab = CharVocab.from_text(splits.train)
         self.ids = {s: self.vocab.encode(getattr(splits, s)) for s in SPLITS}
         unknown = {s: int((self.ids[s] == 0).sum()) for s in ("val", "test")}
-        log.info("%s: %s characters (train/val/test), %d documents in train, vocabulary %d + unknown; "
-                 "unknown characters in val %d, test %d", self.name,
-                 "/".join(f"{len(self.ids[s]):,}" for s in SPLITS), len(self.documents.get("train", [])),
-                 len(self.vocab) - 1, unknown["val"], unknown["test"])
+        log.info(
+            "%s: %s characters (train/val/test), %d documents in train, vocabulary %d + unknown; "
+            "unknown characters in val %d, test %d",
+            self.name,
+            "/".join(f"{len(self.ids[s]):,}" for s in SPLITS),
+            len(self.documents.get("train", [])),
+            len(self.vocab) - 1,
+            unknown["val"],
+            unknown["test"],
+        )
 
     def _rank(self) -> tuple[int, int]:
         return (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
@@ -64,6 +79,13 @@ def build_text_datamodule(data_cfg: dict, block_size: int, seed: int) -> CharDat
     cfg = dict(data_cfg)
     name = cfg["name"]
     load = bind_loader(cfg, TEXT_DATASETS, "text dataset", MODULE_KEYS)
-    return CharDataModule(load, block_size, cfg["batch"],
-                          cfg.get("train_batches", 250), cfg.get("eval_batch", 64), cfg.get("eval_windows", 256),
-                          seed, name)
+    return CharDataModule(
+        load,
+        block_size,
+        cfg["batch"],
+        cfg.get("train_batches", 250),
+        cfg.get("eval_batch", 64),
+        cfg.get("eval_windows", 256),
+        seed,
+        name,
+    )

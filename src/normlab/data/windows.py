@@ -22,8 +22,10 @@ from normlab.errors import ConfigError
 
 def check_length(ids: torch.Tensor, block_size: int, split: str) -> None:
     if len(ids) < block_size + 1:
-        raise ConfigError(f"the {split} split has {len(ids)} characters, fewer than model.block_size + 1 = "
-                          f"{block_size + 1}. Fix: lower model.block_size or give more text.")
+        raise ConfigError(
+            f"the {split} split has {len(ids)} characters, fewer than model.block_size + 1 = "
+            f"{block_size + 1}. Fix: lower model.block_size or give more text."
+        )
 
 
 def gather(ids: torch.Tensor, starts: torch.Tensor, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,8 +34,16 @@ def gather(ids: torch.Tensor, starts: torch.Tensor, block_size: int) -> tuple[to
 
 
 class RandomWindows(ResumableEpochs):
-    def __init__(self, ids: torch.Tensor, block_size: int, batch_size: int, batches: int, seed: int = 0,
-                 rank: int = 0, world: int = 1):
+    def __init__(
+        self,
+        ids: torch.Tensor,
+        block_size: int,
+        batch_size: int,
+        batches: int,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ):
         check_length(ids, block_size, "train")
         self.ids, self.block_size, self.batch_size, self.batches = ids, block_size, batch_size, batches
         self.seed, self.rank, self.world = seed, rank, world
@@ -52,8 +62,16 @@ class RandomWindows(ResumableEpochs):
 
 
 class FixedWindows:
-    def __init__(self, ids: torch.Tensor, block_size: int, batch_size: int, windows: int, rank: int = 0,
-                 world: int = 1, split: str = "val"):
+    def __init__(
+        self,
+        ids: torch.Tensor,
+        block_size: int,
+        batch_size: int,
+        windows: int,
+        rank: int = 0,
+        world: int = 1,
+        split: str = "val",
+    ):
         check_length(ids, block_size, split)
         self.ids, self.block_size, self.batch_size = ids, block_size, batch_size
         last = len(ids) - block_size - 1

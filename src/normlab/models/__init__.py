@@ -62,7 +62,9 @@ def build_model(model_cfg: dict, norm_cfg: dict, **task_kwargs) -> nn.Module:
     except TypeError as err:
         if "unexpected keyword argument" not in str(err):
             raise
-        raise ConfigError(f"model '{name}' does not take {str(err).split('argument')[-1].strip()} "
-                          f"(given by the model config or by the task). Fix: remove that model option, "
-                          f"or choose a model made for this task.") from None
+        raise ConfigError(
+            f"model '{name}' does not take {str(err).split('argument')[-1].strip()} "
+            f"(given by the model config or by the task). Fix: remove that model option, "
+            f"or choose a model made for this task."
+        ) from None
     return standardize_convs(model) if ws else model

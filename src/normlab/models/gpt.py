@@ -78,14 +78,25 @@ def warn_if_not_causal(norm: nn.Module) -> None:
     name = next((k for k, cls in NORMS.items() if type(norm) is cls), type(norm).__name__)
     where = declared(norm, "axes").get("nlc", "several tokens")
     if in_eval:
-        fix = ("Set norm.track_running_stats=true for causal evaluation." if "track_running_stats" in knobs_of(name)
-               else "Its val/test losses are not those of a causal model.")
-        log.warning("norm '%s' normalizes over %s: every token sees statistics of later tokens, in training AND in "
-                    "eval (statistics of the sequence itself), so val/test losses are not causal. %s", name, where, fix)
+        fix = (
+            "Set norm.track_running_stats=true for causal evaluation."
+            if "track_running_stats" in knobs_of(name)
+            else "Its val/test losses are not those of a causal model."
+        )
+        log.warning(
+            "norm '%s' normalizes over %s: every token sees statistics of later tokens, in training AND in "
+            "eval (statistics of the sequence itself), so val/test losses are not causal. %s",
+            name,
+            where,
+            fix,
+        )
     else:
-        log.warning("norm '%s' normalizes over %s: in training every token sees statistics of later tokens (train "
-                    "loss is not causal); val/test run in eval mode on running statistics, which are causal.",
-                    name, where)
+        log.warning(
+            "norm '%s' normalizes over %s: in training every token sees statistics of later tokens (train "
+            "loss is not causal); val/test run in eval mode on running statistics, which are causal.",
+            name,
+            where,
+        )
 
 
 class CausalSelfAttention(nn.Module):
@@ -149,8 +160,10 @@ class GPT(nn.Module):
         if norm_position not in ("pre", "post"):
             raise ConfigError(f"unknown model.norm_position '{norm_position}'. Fix: set it to pre or post.")
         if n_embd % n_head:
-            raise ConfigError(f"model.n_embd={n_embd} is not divisible by model.n_head={n_head}. "
-                              f"Fix: pick n_head from {[h for h in range(1, n_embd + 1) if n_embd % h == 0]}.")
+            raise ConfigError(
+                f"model.n_embd={n_embd} is not divisible by model.n_head={n_head}. "
+                f"Fix: pick n_head from {[h for h in range(1, n_embd + 1) if n_embd % h == 0]}."
+            )
         self.block_size = block_size
         self.wte = nn.Embedding(vocab_size, n_embd)  # token embedding
         self.wpe = nn.Embedding(block_size, n_embd)  # learned position embedding
@@ -181,8 +194,10 @@ class GPT(nn.Module):
         """``(B, T)`` token ids -> ``(B, T, vocab_size)`` logits of the next token at every position."""
         B, T = idx.shape
         if T > self.block_size:
-            raise ConfigError(f"sequence of {T} tokens is longer than model.block_size={self.block_size}. "
-                              f"Fix: crop the input or raise model.block_size.")
+            raise ConfigError(
+                f"sequence of {T} tokens is longer than model.block_size={self.block_size}. "
+                f"Fix: crop the input or raise model.block_size."
+            )
         pos = torch.arange(T, device=idx.device)  # (T,)
         x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
         for block in self.blocks:
@@ -190,8 +205,14 @@ class GPT(nn.Module):
         return self.lm_head(self.norm_f(x))  # (B, T, vocab_size)
 
     @torch.no_grad()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Append ``max_new_tokens`` sampled tokens to ``idx`` ``(B, T)``; call in eval mode."""
         for _ in range(max_new_tokens):
             context = idx[:, -self.block_size :]  # the model has positions for block_size tokens only

@@ -23,8 +23,18 @@ from normlab.errors import ConfigError, unknown_name
 
 # VGG-16's convolutional part up to relu4_3 ("M" = 2x2 max-pool), and where its ReLUs sit.
 VGG16_LAYOUT = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512]
-VGG16_RELUS = {"relu1_1": 1, "relu1_2": 3, "relu2_1": 6, "relu2_2": 8, "relu3_1": 11, "relu3_2": 13,
-               "relu3_3": 15, "relu4_1": 18, "relu4_2": 20, "relu4_3": 22}
+VGG16_RELUS = {
+    "relu1_1": 1,
+    "relu1_2": 3,
+    "relu2_1": 6,
+    "relu2_2": 8,
+    "relu3_1": 11,
+    "relu3_2": 13,
+    "relu3_3": 15,
+    "relu4_1": 18,
+    "relu4_2": 20,
+    "relu4_3": 22,
+}
 # torchvision's ImageNet input normalization, which the VGG-16 weights expect.
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 RANDOM_SEED = 0  # part of the network's definition, never the run's seed

@@ -68,8 +68,10 @@ class ResNetCifar(nn.Module):
         super().__init__()
         stages = len(widths)
         if (depth - 2) % (2 * stages):
-            raise ConfigError(f"a CIFAR ResNet of {stages} stages has depth {2 * stages}n+2, got {depth}. "
-                              f"Fix: choose such a depth, or other widths.")
+            raise ConfigError(
+                f"a CIFAR ResNet of {stages} stages has depth {2 * stages}n+2, got {depth}. "
+                f"Fix: choose such a depth, or other widths."
+            )
         if shortcut not in ("A", "projection"):
             raise ConfigError(
                 f"shortcut '{shortcut}' is not one of A (zero-padding), projection. Fix: model.shortcut=A"

@@ -34,8 +34,9 @@ def _affine_before_sum(block: nn.Module, last: str, norm_layer: NormLayer, chann
 
 
 class BasicBlock(tv.BasicBlock):
-    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64, dilation=1,
-                 norm_layer=None):
+    def __init__(
+        self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64, dilation=1, norm_layer=None
+    ):
         super().__init__(inplanes, planes, stride, downsample, groups, base_width, dilation, norm_layer)
         _affine_before_sum(self, "bn2", norm_layer, planes)
 
@@ -47,8 +48,9 @@ class BasicBlock(tv.BasicBlock):
 
 
 class Bottleneck(tv.Bottleneck):
-    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64, dilation=1,
-                 norm_layer=None):
+    def __init__(
+        self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64, dilation=1, norm_layer=None
+    ):
         super().__init__(inplanes, planes, stride, downsample, groups, base_width, dilation, norm_layer)
         _affine_before_sum(self, "bn3", norm_layer, planes * self.expansion)
 
@@ -61,8 +63,12 @@ class Bottleneck(tv.Bottleneck):
 
 
 # What torchvision's resnet18(), ... build: ResNet(block, blocks per stage), here with the blocks above.
-ARCHS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet34": (BasicBlock, [3, 4, 6, 3]),
-         "resnet50": (Bottleneck, [3, 4, 6, 3]), "resnet101": (Bottleneck, [3, 4, 23, 3])}
+ARCHS = {
+    "resnet18": (BasicBlock, [2, 2, 2, 2]),
+    "resnet34": (BasicBlock, [3, 4, 6, 3]),
+    "resnet50": (Bottleneck, [3, 4, 6, 3]),
+    "resnet101": (Bottleneck, [3, 4, 23, 3]),
+}
 
 
 def resnet_tv(

@@ -46,8 +46,9 @@ def _layers(bad: dict[str, int]) -> str:
     return ", ".join(shown) + more
 
 
-def norm_build_error(norm: str, knobs: dict, layout: str, widths: dict[str, int], model: str,
-                     error: ConfigError) -> ConfigError:
+def norm_build_error(
+    norm: str, knobs: dict, layout: str, widths: dict[str, int], model: str, error: ConfigError
+) -> ConfigError:
     """The factory's ``error``, restated with the layers it hits and the settings that fit them all."""
     bad = {}
     for path, channels in widths.items():
@@ -60,8 +61,9 @@ def norm_build_error(norm: str, knobs: dict, layout: str, widths: dict[str, int]
     every = sorted(set(widths.values()))
     valid = ", ".join(map(str, divisors(math.gcd(*every))))
     if canonical(norm) == "group":
-        asked = (f"group_size={knobs['group_size']}" if knobs.get("group_size")
-                 else f"num_groups={knobs.get('num_groups')}")
+        asked = (
+            f"group_size={knobs['group_size']}" if knobs.get("group_size") else f"num_groups={knobs.get('num_groups')}"
+        )
         key = "group_size" if knobs.get("group_size") else "num_groups"
         return ConfigError(
             f"GroupNorm with {asked} does not divide the channels of {len(bad)} layer(s) of {model}: {_layers(bad)}. "

@@ -27,8 +27,15 @@ def standardize_convs(model: nn.Module) -> nn.Module:
     for name, child in model.named_children():
         if type(child) is nn.Conv2d:
             ws = WSConv2d(
-                child.in_channels, child.out_channels, child.kernel_size, child.stride, child.padding,
-                child.dilation, child.groups, child.bias is not None, child.padding_mode,
+                child.in_channels,
+                child.out_channels,
+                child.kernel_size,
+                child.stride,
+                child.padding,
+                child.dilation,
+                child.groups,
+                child.bias is not None,
+                child.padding_mode,
             )
             ws.load_state_dict(child.state_dict())
             setattr(model, name, ws)

@@ -23,7 +23,23 @@ from normlab.norms.registry import (
 from normlab.norms.rms import RMSNorm
 
 __all__ = [
-    "LAYOUTS", "NORMS", "BatchLayerNorm", "BatchNorm", "GroupNorm", "InstanceNorm", "LayerNorm", "NoNorm", "RMSNorm",
-    "activates", "build_norm", "canonical", "composite_only", "knobs_of", "linear_norm", "norm_class", "norm_layer",
-    "relu_after", "supports",
+    "LAYOUTS",
+    "NORMS",
+    "BatchLayerNorm",
+    "BatchNorm",
+    "GroupNorm",
+    "InstanceNorm",
+    "LayerNorm",
+    "NoNorm",
+    "RMSNorm",
+    "activates",
+    "build_norm",
+    "canonical",
+    "composite_only",
+    "knobs_of",
+    "linear_norm",
+    "norm_class",
+    "norm_layer",
+    "relu_after",
+    "supports",
 ]

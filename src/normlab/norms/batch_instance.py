@@ -43,8 +43,15 @@ class BatchInstanceNorm(AffineNorm):
     instance_stats = True  # the IN part: per-sequence statistics over L in every mode (see models/gpt.py)
     no_weight_decay = ("rho",)  # decay would pull the gate towards pure InstanceNorm (tasks/optim.py)
 
-    def __init__(self, num_channels: int, layout: str = "nchw", eps: float = 1e-5, momentum: float = 0.1,
-                 affine: bool = True, rho_lr: float = 10.0):
+    def __init__(
+        self,
+        num_channels: int,
+        layout: str = "nchw",
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = True,
+        rho_lr: float = 10.0,
+    ):
         super().__init__(num_channels, layout, eps, affine)
         self.momentum = momentum
         # The authors train the gate at 10x the learning rate (main.py, --bin-lr 10, no weight
@@ -71,8 +78,9 @@ class BatchInstanceNorm(AffineNorm):
         rho = self.gate()
         w_bn, w_in = (rho, 1 - rho) if self.weight is None else (self.weight * rho, self.weight * (1 - rho))
         rows = x.reshape(-1, x.shape[-1]) if self.layout == "nlc" else x  # (N*L, C): a view
-        y_bn = F.batch_norm(rows, self.running_mean, self.running_var, w_bn, self.bias, self.training,
-                            self.momentum, self.eps).view_as(x)
+        y_bn = F.batch_norm(
+            rows, self.running_mean, self.running_var, w_bn, self.bias, self.training, self.momentum, self.eps
+        ).view_as(x)
         if self.layout == "nlc":
             y_in = F.instance_norm(x.transpose(1, 2), weight=w_in, eps=self.eps).transpose(1, 2)  # over L
         else:

@@ -68,8 +68,15 @@ class BatchLayerNormPaper(AffineNorm):
     one_input_size = True  # statistics per position: training and eval at one size (config_check)
     mixes_tokens = False  # for tokens, the batch part is per position: no token sees a later one
 
-    def __init__(self, num_channels: int, layout: str = "nchw", eps: float = 1e-3, momentum: float | None = None,
-                 batch_moving: bool = True, affine: bool = True):
+    def __init__(
+        self,
+        num_channels: int,
+        layout: str = "nchw",
+        eps: float = 1e-3,
+        momentum: float | None = None,
+        batch_moving: bool = True,
+        affine: bool = True,
+    ):
         super().__init__(num_channels, layout, eps, affine)
         self.momentum, self.batch_moving = momentum, batch_moving
         # One statistic per position: the shape is known at the first forward (it grows then,
@@ -112,8 +119,12 @@ class BatchLayerNormPaper(AffineNorm):
         shape = x.shape[1:]
         if self.running_mean.shape == shape:
             return
-        if self.layout == "nlc" and not self.training and self.running_mean.shape[1:] == shape[1:] \
-                and shape[0] <= self.running_mean.shape[0]:
+        if (
+            self.layout == "nlc"
+            and not self.training
+            and self.running_mean.shape[1:] == shape[1:]
+            and shape[0] <= self.running_mean.shape[0]
+        ):
             return  # a shorter sequence in eval: the first positions' statistics
         if self.running_mean.numel() > 0:
             raise ConfigError(

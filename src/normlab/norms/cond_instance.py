@@ -48,8 +48,10 @@ class CondInstanceNorm(AffineNorm):
     @style.setter
     def style(self, s: int) -> None:
         if not 0 <= s < self.num_styles:
-            raise ConfigError(f"style {s} of a layer with num_styles={self.num_styles}. "
-                              f"Fix: pick a style in 0..{self.num_styles - 1}.")
+            raise ConfigError(
+                f"style {s} of a layer with num_styles={self.num_styles}. "
+                f"Fix: pick a style in 0..{self.num_styles - 1}."
+            )
         self._style = int(s)
 
     def formula(self, x: torch.Tensor) -> torch.Tensor:

@@ -67,8 +67,9 @@ class GhostBatchNorm(AffineNorm):
 
     def _bn(self, x: torch.Tensor, momentum: float) -> torch.Tensor:
         rows = x.reshape(-1, x.shape[-1]) if self.layout == "nlc" else x  # (n, L, C) -> (n*L, C), a view
-        y = F.batch_norm(rows, self.running_mean, self.running_var, self.weight, self.bias, self.training,
-                         momentum, self.eps)
+        y = F.batch_norm(
+            rows, self.running_mean, self.running_var, self.weight, self.bias, self.training, momentum, self.eps
+        )
         return y.view_as(x)
 
     def formula(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,7 +77,7 @@ class GhostBatchNorm(AffineNorm):
             return self._bn(x, self.momentum)
         ghosts = split_batch(x, self.virtual_batch)  # contiguous views along N
         weights = [self.momentum * len(g) / x.shape[0] for g in ghosts]  # w_j
-        later = [sum(weights[j + 1:]) for j in range(len(ghosts))]  # sum_{i>j} w_i
+        later = [sum(weights[j + 1 :]) for j in range(len(ghosts))]  # sum_{i>j} w_i
         return torch.cat([self._bn(g, min(w / (1 - rest), 1.0)) for g, w, rest in zip(ghosts, weights, later)])
 
     def extra_repr(self) -> str:

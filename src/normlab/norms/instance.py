@@ -48,7 +48,13 @@ class InstanceNorm(AffineNorm):
         if self.layout == "nlc":
             x = x.transpose(1, 2)  # (N, C, L): the kernel reduces over trailing dims
         y = F.instance_norm(
-            x, self.running_mean, self.running_var, self.weight, self.bias,
-            use_batch_stats, self.momentum, self.eps,
+            x,
+            self.running_mean,
+            self.running_var,
+            self.weight,
+            self.bias,
+            use_batch_stats,
+            self.momentum,
+            self.eps,
         )
         return y.transpose(1, 2) if self.layout == "nlc" else y

@@ -48,8 +48,10 @@ def instance_dims(x: torch.Tensor, layout: str) -> tuple[int, ...]:
 def check_input(x: torch.Tensor, layout: str, num_channels: int, who: str) -> None:
     """Fail with a sentence, not with a shape error from deep inside a kernel."""
     if not x.is_floating_point():
-        raise ConfigError(f"{who} expects floating-point input, got {x.dtype}. "
-                          f"Fix: convert it first (images: x.float() / 255, then standardize).")
+        raise ConfigError(
+            f"{who} expects floating-point input, got {x.dtype}. "
+            f"Fix: convert it first (images: x.float() / 255, then standardize)."
+        )
     if x.numel() == 0:
         raise ConfigError(f"{who} got an empty input of shape {tuple(x.shape)}. Fix: feed at least one sample.")
     if layout == "nlc":

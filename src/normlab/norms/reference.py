@@ -102,8 +102,11 @@ def instance(m, x):
             # PyTorch averages the per-instance statistics over the batch for the running estimate.
             per_instance = variance(x, dims, mu, unbiased=True)
             channel_dim = -1 if m.layout == "nlc" else 1
-            update_running(m, mu.movedim(channel_dim, 1).flatten(1).mean(0),
-                           per_instance.movedim(channel_dim, 1).flatten(1).mean(0))
+            update_running(
+                m,
+                mu.movedim(channel_dim, 1).flatten(1).mean(0),
+                per_instance.movedim(channel_dim, 1).flatten(1).mean(0),
+            )
     else:
         mu = per_channel(m.running_mean, x, m.layout)
         var = per_channel(m.running_var, x, m.layout)
@@ -250,8 +253,10 @@ def switchable(m, x):
         stats["bn"] = (mu, variance(x, dims, mu))
         update_running(m, mu.flatten(), variance(x, dims, mu, unbiased=True).flatten())
     else:
-        stats["bn"] = (per_channel(m.running_mean, x, m.layout).to(x.dtype),
-                       per_channel(m.running_var, x, m.layout).to(x.dtype))
+        stats["bn"] = (
+            per_channel(m.running_mean, x, m.layout).to(x.dtype),
+            per_channel(m.running_var, x, m.layout).to(x.dtype),
+        )
     w_mean, w_var = torch.softmax(m.mean_weight, 0), torch.softmax(m.var_weight, 0)
     mu = sum(w * stats[part][0] for w, part in zip(w_mean, ("in", "ln", "bn")))
     var = sum(w * stats[part][1] for w, part in zip(w_var, ("in", "ln", "bn")))
@@ -284,10 +289,23 @@ def cond_instance(m, x):
 
 
 REFERENCE = {
-    "batch": batch, "layer": layer, "instance": instance, "group": group,
-    "rms": rms, "bln": bln, "bln_paper": bln_paper, "none": none,
-    "batch_renorm": batch_renorm, "ghost_batch": ghost_batch, "frn": frn, "evonorm_b0": evonorm_b0,
-    "evonorm_s0": evonorm_s0, "switchable": switchable, "layer2d": layer2d, "group1": group,
-    "batch_instance": batch_instance, "cond_instance": cond_instance,
+    "batch": batch,
+    "layer": layer,
+    "instance": instance,
+    "group": group,
+    "rms": rms,
+    "bln": bln,
+    "bln_paper": bln_paper,
+    "none": none,
+    "batch_renorm": batch_renorm,
+    "ghost_batch": ghost_batch,
+    "frn": frn,
+    "evonorm_b0": evonorm_b0,
+    "evonorm_s0": evonorm_s0,
+    "switchable": switchable,
+    "layer2d": layer2d,
+    "group1": group,
+    "batch_instance": batch_instance,
+    "cond_instance": cond_instance,
     "sync_batch": batch,  # on one process: BatchNorm over its batch
 }

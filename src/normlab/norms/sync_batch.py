@@ -41,8 +41,15 @@ class CrossDeviceBatchNorm(nn.SyncBatchNorm):
     axes = SyncBatchNorm.axes
     batch_dependent = True
 
-    def __init__(self, num_channels: int, layout: str = "nchw", eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True):
+    def __init__(
+        self,
+        num_channels: int,
+        layout: str = "nchw",
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+    ):
         super().__init__(num_channels, eps, momentum, affine, track_running_stats)
         self.layout = check_layout(layout)
 

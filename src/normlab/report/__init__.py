@@ -38,8 +38,10 @@ def _failures(runs: Runs) -> str:
     lines = []
     for r in runs.not_completed:
         why = r.get("error") or ("killed or still running" if r.get("status") == "running" else "no error recorded")
-        lines.append(f"- `{r.get('run_dir')}` ({r.get('norm')}, batch {r.get('batch')}, seed {r.get('seed')}): "
-                     f"**{r.get('status')}**: {why}")
+        lines.append(
+            f"- `{r.get('run_dir')}` ({r.get('norm')}, batch {r.get('batch')}, seed {r.get('seed')}): "
+            f"**{r.get('status')}**: {why}"
+        )
     lines += [f"- `{path}`: **unreadable**: {why}" for path, why in runs.unreadable]
     return "\n".join(lines)
 
@@ -51,8 +53,13 @@ def _by_status(runs: Runs) -> str:
     return f" ({', '.join(f'{n} {status}' for status, n in sorted(counts.items()))})" if counts else ""
 
 
-def report(source: str | Path, out_dir: str | Path | None = None, runs: Runs | None = None,
-           log_wandb: bool = False, title: str | None = None) -> Report:
+def report(
+    source: str | Path,
+    out_dir: str | Path | None = None,
+    runs: Runs | None = None,
+    log_wandb: bool = False,
+    title: str | None = None,
+) -> Report:
     runs = runs or collect_runs(source)
     out = Path(out_dir or source)
     out.mkdir(parents=True, exist_ok=True)
@@ -68,8 +75,12 @@ def report(source: str | Path, out_dir: str | Path | None = None, runs: Runs | N
     metrics = [c[: -len(" mean")] for c in table.columns if c.endswith(" mean") and c.startswith(headline)]
     metrics = sorted(metrics, key=lambda m: m != headline) or [headline]
     failed = len(runs.not_completed) + len(runs.unreadable)
-    text = [f"# {title}\n", f"{len(done)} completed runs, {failed} not completed{_by_status(runs)}. "
-            "Cells: mean ± the half-width of its 95% t-interval over seeds.\n", markdown(table, metrics)]
+    text = [
+        f"# {title}\n",
+        f"{len(done)} completed runs, {failed} not completed{_by_status(runs)}. "
+        "Cells: mean ± the half-width of its 95% t-interval over seeds.\n",
+        markdown(table, metrics),
+    ]
     diffs = differences(done, headline)
     if not diffs.empty:
         diffs.to_csv(out / "differences.csv", index=False)
@@ -78,8 +89,10 @@ def report(source: str | Path, out_dir: str | Path | None = None, runs: Runs | N
         choice = lr_choice.choose(runs_frame(done).rename(columns={"task.optim.lr": "lr"}), curve_metric)
         choice.to_csv(out / "lr_choice.csv", index=False)
         lr_choice.write(choice, out / "lr_choice.yaml")
-        text += ["\n" + lr_choice.markdown(choice, curve_metric),
-                 f"The final sweep: `task.optim.lr_choice={out / 'lr_choice.yaml'}`.\n"]
+        text += [
+            "\n" + lr_choice.markdown(choice, curve_metric),
+            f"The final sweep: `task.optim.lr_choice={out / 'lr_choice.yaml'}`.\n",
+        ]
     if failed:
         text += ["\n## Runs that did not complete\n", _failures(runs) + "\n"]
 
@@ -118,8 +131,15 @@ def _log_to_wandb(result: Report, runs: list[dict], title: str, out: Path) -> No
     import wandb
 
     cfg = (runs[0].get("config", {}).get("logger") or {}).get("wandb") or {} if runs else {}
-    run = wandb.init(project=cfg.get("project", "normlab"), entity=cfg.get("entity"), group=title,
-                     job_type="report", name=f"report-{title}", dir=str(out), mode=cfg.get("mode", "offline"))
+    run = wandb.init(
+        project=cfg.get("project", "normlab"),
+        entity=cfg.get("entity"),
+        group=title,
+        job_type="report",
+        name=f"report-{title}",
+        dir=str(out),
+        mode=cfg.get("mode", "offline"),
+    )
     run.log({"results": wandb.Table(dataframe=result.table.fillna(float("nan")))})
     run.log({p.stem: wandb.Image(str(p)) for p in result.files if p.suffix == ".png"})
     run.finish()

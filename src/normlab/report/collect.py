@@ -88,11 +88,19 @@ def collect_wandb(path: str, group: str) -> Runs:
         config = {k: v for k, v in run.config.items() if not k.startswith("_")}
         summary = summary_metrics(dict(run.summary.items()))
         history = run.history(samples=500, pandas=False)
-        out.runs.append({
-            "status": "completed" if run.state == "finished" else run.state,
-            "task": config.get("task", {}).get("name"), "model": config.get("model", {}).get("name"),
-            "norm": config.get("norm", {}).get("name"), "batch": config.get("data", {}).get("batch"),
-            "seed": config.get("seed"), "experiment": group, "config": config, "metrics": summary,
-            "run_dir": run.url, "history": history,
-        })
+        out.runs.append(
+            {
+                "status": "completed" if run.state == "finished" else run.state,
+                "task": config.get("task", {}).get("name"),
+                "model": config.get("model", {}).get("name"),
+                "norm": config.get("norm", {}).get("name"),
+                "batch": config.get("data", {}).get("batch"),
+                "seed": config.get("seed"),
+                "experiment": group,
+                "config": config,
+                "metrics": summary,
+                "run_dir": run.url,
+                "history": history,
+            }
+        )
     return out

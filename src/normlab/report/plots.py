@@ -36,8 +36,11 @@ def error_vs_batch(table: pd.DataFrame, metric: str, out: Path, title: str) -> P
 
 def batch_stat_gap(table: pd.DataFrame, out: Path, title: str) -> Path | None:
     """For batch-dependent norms: test error in eval mode, with batch statistics, and with PreciseBN."""
-    cols = {"test/err": "eval mode (running averages)", "test/err_batch_stats": "batch statistics (train mode)",
-            "test/err_precise_bn": "PreciseBN"}
+    cols = {
+        "test/err": "eval mode (running averages)",
+        "test/err_batch_stats": "batch statistics (train mode)",
+        "test/err_precise_bn": "PreciseBN",
+    }
     rows = (
         table.dropna(subset=["test/err_batch_stats mean"]) if "test/err_batch_stats mean" in table else table.iloc[0:0]
     )
@@ -82,8 +85,7 @@ def training_curves(runs: list[dict], metric: str, out: Path, title: str) -> Pat
     batches, names = sorted(data["batch"].unique()), sorted(data["arm"].unique())
     many = len(names) > 6  # a whole norm zoo: legend beside the panels, and colours that do not repeat
     colors = dict(zip(names, plt.cm.tab20.colors if len(names) > 10 else plt.cm.tab10.colors))
-    fig, axes = plt.subplots(1, len(batches), figsize=(4 * len(batches) + 2.5 * many, 3.5), squeeze=False,
-                             sharey=True)
+    fig, axes = plt.subplots(1, len(batches), figsize=(4 * len(batches) + 2.5 * many, 3.5), squeeze=False, sharey=True)
     for ax, b in zip(axes[0], batches):
         for name, rows in data[data["batch"] == b].groupby("arm"):
             mean = rows.groupby("epoch")[metric].mean()

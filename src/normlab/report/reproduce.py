@@ -33,16 +33,29 @@ class Part:
 
 
 PARTS = {
-    p.name: p for p in (
-        Part("gn_vs_bn", "docs/results.md", True, (("experiment=gn_vs_bn_lr",),
-                                                   ("experiment=gn_vs_bn", "task.optim.lr_choice={lr_choice}"))),
+    p.name: p
+    for p in (
+        Part(
+            "gn_vs_bn",
+            "docs/results.md",
+            True,
+            (("experiment=gn_vs_bn_lr",), ("experiment=gn_vs_bn", "task.optim.lr_choice={lr_choice}")),
+        ),
         Part("gn_groups", "docs/results.md", True, (("experiment=gn_groups",),)),
-        Part("norms_vision", "docs/results.md", True,
-             (("experiment=norms_vision_lr",), ("experiment=norms_vision", "task.optim.lr_choice={lr_choice}")),
-             extend_edges=True),
+        Part(
+            "norms_vision",
+            "docs/results.md",
+            True,
+            (("experiment=norms_vision_lr",), ("experiment=norms_vision", "task.optim.lr_choice={lr_choice}")),
+            extend_edges=True,
+        ),
         # after norms_vision: its arms for 16 epochs, each at the rate norms_vision_lr chose
-        Part("norms_vision_long", "docs/results.md", True,
-             (("experiment=norms_vision_long", "task.optim.lr_choice={out}/norms_vision_lr/lr_choice.yaml"),)),
+        Part(
+            "norms_vision_long",
+            "docs/results.md",
+            True,
+            (("experiment=norms_vision_long", "task.optim.lr_choice={out}/norms_vision_lr/lr_choice.yaml"),),
+        ),
         Part("norms_zoo", "docs/results.md", True, (("experiment=norms_zoo",),)),
         Part("lm_norms", "docs/results_lm.md", False, (("experiment=lm_norms", "seed=0,1,2"),)),
         # seeds 0-2 for every norm: the docs' two sweeps (seed 0 of all five, seeds 1-2 of three) in one
@@ -78,9 +91,21 @@ def past_edge_commands(sweep: Path, step: tuple[str, ...], data: list[str]) -> l
     """One run per edge winner of ``sweep``'s lr_choice.csv, one grid step beyond it, into a folder
     of ``sweep`` (the report reads every run below it, so the choice is made again over the wider grid)."""
     choice = pd.read_csv(sweep / "lr_choice.csv")
-    return [["python", "train.py", "-m", step[0], *lr_choice.arm_overrides(arm), f"data.batch={batch}",
-             f"task.optim.lr={lr:g}", *data, "threads=1", f"hydra.sweep.dir={sweep / 'past_edge' / f'{arm}_b{batch}'}"]
-            for arm, batch, lr in lr_choice.past_edges(choice)]
+    return [
+        [
+            "python",
+            "train.py",
+            "-m",
+            step[0],
+            *lr_choice.arm_overrides(arm),
+            f"data.batch={batch}",
+            f"task.optim.lr={lr:g}",
+            *data,
+            "threads=1",
+            f"hydra.sweep.dir={sweep / 'past_edge' / f'{arm}_b{batch}'}",
+        ]
+        for arm, batch, lr in lr_choice.past_edges(choice)
+    ]
 
 
 def here(cmd: list[str]) -> list[str]:
@@ -91,7 +116,7 @@ def here(cmd: list[str]) -> list[str]:
 def run_two_at_a_time(cmds: list[list[str]]) -> None:
     """Single-run sweeps, two at once on two cores; a failed run is the report's to list."""
     for i in range(0, len(cmds), 2):
-        for p in [subprocess.Popen(here(c)) for c in cmds[i:i + 2]]:
+        for p in [subprocess.Popen(here(c)) for c in cmds[i : i + 2]]:
             p.wait()
 
 

@@ -36,8 +36,8 @@ def t_halfwidth(values: Sequence[float], level: float = LEVEL) -> float:
 
 @dataclass(frozen=True)
 class Difference:
-    diff: float       # mean(a) - mean(b)
-    half: float       # half-width of its interval (NaN when either side has fewer than 2 values)
+    diff: float  # mean(a) - mean(b)
+    half: float  # half-width of its interval (NaN when either side has fewer than 2 values)
     n_a: int
     n_b: int
 

@@ -120,7 +120,7 @@ def differences(runs: list[dict], metric: str) -> pd.DataFrame:
         return pd.DataFrame()
     axes = varied_axes(runs)
     rows = []
-    for key, part in (df.groupby(axes, dropna=False) if axes else [((), df)]):
+    for key, part in df.groupby(axes, dropna=False) if axes else [((), df)]:
         where = " ".join(f"{a.split('.')[-1]}={v}" for a, v in zip(axes, key if isinstance(key, tuple) else (key,)))
         arms = sorted(part["arm"].unique())
         base = baseline_arm(arms)
@@ -141,15 +141,25 @@ def differences(runs: list[dict], metric: str) -> pd.DataFrame:
 
 
 def _row(where: str, compared: str, batch, d) -> dict:
-    return {"where": where, "compared": compared, "batch": batch, "diff": d.diff, "ci95": d.half,
-            "seeds": f"{d.n_a}/{d.n_b}", "significant": d.significant}
+    return {
+        "where": where,
+        "compared": compared,
+        "batch": batch,
+        "diff": d.diff,
+        "ci95": d.half,
+        "seeds": f"{d.n_a}/{d.n_b}",
+        "significant": d.significant,
+    }
 
 
 def differences_markdown(table: pd.DataFrame, metric: str) -> str:
     if table.empty:
         return ""
-    lines = [f"Differences in {metric} (95% Welch interval over seeds; significant: the interval excludes 0):\n",
-             "| compared | batch | difference | seeds | significant |", "|---|---|---|---|---|"]
+    lines = [
+        f"Differences in {metric} (95% Welch interval over seeds; significant: the interval excludes 0):\n",
+        "| compared | batch | difference | seeds | significant |",
+        "|---|---|---|---|---|",
+    ]
     for _, r in table.iterrows():
         ci = "" if pd.isna(r["ci95"]) else f" ± {r['ci95']:.2f}"
         what = f"{r['where']} {r['compared']}".strip()

@@ -38,8 +38,12 @@ def scale_of(cfg: DictConfig, world_size: int, device_type: str) -> dict:
     batch = cfg.data.batch
     norm = OmegaConf.to_container(cfg.norm, resolve=True)
     return {
-        "world_size": world_size, "batch_per_device": batch, "global_batch": batch * world_size,
-        "lr_scaling": optim.get("lr_scaling", "none"), "base_lr": optim["lr"], "base_batch": optim.get("base_batch"),
+        "world_size": world_size,
+        "batch_per_device": batch,
+        "global_batch": batch * world_size,
+        "lr_scaling": optim.get("lr_scaling", "none"),
+        "base_lr": optim["lr"],
+        "base_batch": optim.get("base_batch"),
         "lr": scaled_lr(optim, batch * world_size),
         "norm_images": norm_images(norm, batch, world_size, device_type),
     }
@@ -50,8 +54,9 @@ def describe(scale: dict, norm: str) -> tuple[str, str | None]:
     n, b, g = scale["world_size"], scale["batch_per_device"], scale["global_batch"]
     line = f"scale: {n} device{'s' * (n > 1)} x {b} images = global batch {g}; "
     if scale["lr_scaling"] == "linear":
-        line += (f"lr {scale['base_lr']:g} x {g} / {scale['base_batch']} = {scale['lr']:g} "
-                 f"(task.optim.lr_scaling=linear)")
+        line += (
+            f"lr {scale['base_lr']:g} x {g} / {scale['base_batch']} = {scale['lr']:g} (task.optim.lr_scaling=linear)"
+        )
     else:
         line += f"lr {scale['lr']:g} (task.optim.lr_scaling={scale['lr_scaling']})"
     if scale["norm_images"] is not None:
@@ -59,8 +64,13 @@ def describe(scale: dict, norm: str) -> tuple[str, str | None]:
         line += " of all devices" if scale["norm_images"] > b else " at a time" if n == 1 else " per device"
     warning = None
     if norm == "sync_batch" and scale["norm_images"] == b:
-        why = ("a single process has no other devices to sync with" if n == 1 else
-               "torch's SyncBatchNorm needs CUDA tensors, and these processes run on CPU (gloo)")
-        warning = (f"norm=sync_batch falls back to BatchNorm: {why}, so each device normalizes over its own {b} "
-                   f"images, as norm=batch does")
+        why = (
+            "a single process has no other devices to sync with"
+            if n == 1
+            else "torch's SyncBatchNorm needs CUDA tensors, and these processes run on CPU (gloo)"
+        )
+        warning = (
+            f"norm=sync_batch falls back to BatchNorm: {why}, so each device normalizes over its own {b} "
+            f"images, as norm=batch does"
+        )
     return line, warning

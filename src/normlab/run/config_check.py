@@ -51,8 +51,10 @@ def check_missing(cfg: DictConfig) -> None:
     """``???`` in a config means "you must say": say which key, not OmegaConf's traceback."""
     missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra"))
     if missing:
-        raise ConfigError(f"{missing[0]} has no value (it is ??? in the config of {missing[0].split('.')[0]}). "
-                          f"Fix: add {missing[0]}=<value> to the command.")
+        raise ConfigError(
+            f"{missing[0]} has no value (it is ??? in the config of {missing[0].split('.')[0]}). "
+            f"Fix: add {missing[0]}=<value> to the command."
+        )
 
 
 def check_names(cfg: DictConfig) -> str:
@@ -89,8 +91,13 @@ def check_batches(cfg: DictConfig, norm: str) -> None:
     if batch == 1 or (cfg.data.get("eval_batch") == 1 and cfg.norm.get("track_running_stats") is False):
         what = "training" if batch == 1 else "evaluation (track_running_stats=false)"
         over = "tokens, so it sees future tokens" if cfg.task.name == "lm" else "pixels"
-        log.warning("norm=%s at one sample per batch normalizes in %s with the statistics of each sample's own %s; "
-                    "a layer that sees one value per channel stops the run.", norm, what, over)
+        log.warning(
+            "norm=%s at one sample per batch normalizes in %s with the statistics of each sample's own %s; "
+            "a layer that sees one value per channel stops the run.",
+            norm,
+            what,
+            over,
+        )
 
 
 def check_sizes(cfg: DictConfig, norm: str) -> None:
@@ -98,9 +105,11 @@ def check_sizes(cfg: DictConfig, norm: str) -> None:
     size in training and evaluation: refused before training, not at the first evaluation."""
     crop, eval_size = cfg.data.get("crop"), cfg.data.get("eval_size")
     if declared(norm_class(norm), "one_input_size") and crop and eval_size and crop != eval_size:
-        raise ConfigError(f"norm={norm} keeps statistics per position, so it needs one input size, and this run "
-                          f"trains on {crop} px crops and evaluates at {eval_size} px. "
-                          f"Fix: set data.eval_size={crop}, or use norm=bln.")
+        raise ConfigError(
+            f"norm={norm} keeps statistics per position, so it needs one input size, and this run "
+            f"trains on {crop} px crops and evaluates at {eval_size} px. "
+            f"Fix: set data.eval_size={crop}, or use norm=bln."
+        )
 
 
 def check_optim(cfg: DictConfig) -> None:
@@ -108,22 +117,30 @@ def check_optim(cfg: DictConfig) -> None:
     optim = OmegaConf.to_container(cfg.task.optim, resolve=True)
     lr = optim.get("lr")
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
-        raise ConfigError(f"task.optim.lr={lr} is not a learning rate. Fix: set task.optim.lr to a positive number "
-                          f"(0.1 is usual for SGD, 1e-3 for AdamW).")
+        raise ConfigError(
+            f"task.optim.lr={lr} is not a learning rate. Fix: set task.optim.lr to a positive number "
+            f"(0.1 is usual for SGD, 1e-3 for AdamW)."
+        )
     if optim.get("lr_scaling") == "linear":
         _count(optim.get("base_batch"), "task.optim.base_batch", "a batch size")
     scaled_lr(optim, cfg.data.batch)  # an unknown lr_scaling fails here, not at the first step
     warmup = optim.get("warmup", 0.0)
     if not isinstance(warmup, (int, float)) or not 0 <= warmup < 1:
-        raise ConfigError(f"task.optim.warmup={warmup} is not a fraction of the training steps. "
-                          f"Fix: set task.optim.warmup between 0 and 1 (e.g. 0.05).")
+        raise ConfigError(
+            f"task.optim.warmup={warmup} is not a fraction of the training steps. "
+            f"Fix: set task.optim.warmup between 0 and 1 (e.g. 0.05)."
+        )
     schedule = optim.get("schedule", "cosine")
     if schedule not in SCHEDULES:
-        raise ConfigError(f"task.optim.schedule={schedule} is not a schedule normlab knows. "
-                          f"Fix: set task.optim.schedule to one of {', '.join(SCHEDULES)}.")
+        raise ConfigError(
+            f"task.optim.schedule={schedule} is not a schedule normlab knows. "
+            f"Fix: set task.optim.schedule to one of {', '.join(SCHEDULES)}."
+        )
     if schedule == "one_cycle" and not warmup > 0:
-        raise ConfigError("task.optim.schedule=one_cycle needs a rise: task.optim.warmup=0. "
-                          "Fix: set task.optim.warmup=0.3 (Smith & Topin's default), or use schedule=cosine.")
+        raise ConfigError(
+            "task.optim.schedule=one_cycle needs a rise: task.optim.warmup=0. "
+            "Fix: set task.optim.warmup=0.3 (Smith & Topin's default), or use schedule=cosine."
+        )
     try:
         build_optimizer([torch.zeros(1, requires_grad=True)], optim, lr)
     except ValueError as err:  # torch's own range checks: momentum, betas, weight decay
@@ -147,8 +164,10 @@ def check_trainer(cfg: DictConfig) -> None:
         _count(t.log_every_n_steps, "trainer.log_every_n_steps", "a number of steps")
     if t.get("accelerator") in ("gpu", "cuda") and not torch.cuda.is_available():
         cpu = "trainer=ddp_cpu (DDP over CPU processes)" if "ddp" in str(t.get("strategy")) else "trainer=cpu"
-        raise ConfigError(f"trainer.accelerator={t.accelerator}, but torch sees no GPU on this machine. "
-                          f"Fix: use {cpu} (or run on a machine with a CUDA GPU).")
+        raise ConfigError(
+            f"trainer.accelerator={t.accelerator}, but torch sees no GPU on this machine. "
+            f"Fix: use {cpu} (or run on a machine with a CUDA GPU)."
+        )
 
 
 def check_logger(cfg: DictConfig) -> None:
@@ -158,8 +177,10 @@ def check_logger(cfg: DictConfig) -> None:
             raise unknown_option("logger", key, LOGGERS, "logger", "logger=wandb, csv, tensorboard, many or none")
     wandb = logger.get("wandb")
     if wandb is not None and wandb.get("mode", "offline") not in WANDB_MODES:
-        raise ConfigError(f"logger.wandb.mode={wandb.mode} is not a W&B mode. "
-                          f"Fix: set logger.wandb.mode to one of {', '.join(WANDB_MODES)}.")
+        raise ConfigError(
+            f"logger.wandb.mode={wandb.mode} is not a W&B mode. "
+            f"Fix: set logger.wandb.mode to one of {', '.join(WANDB_MODES)}."
+        )
 
 
 def check_run(cfg: DictConfig) -> None:
@@ -172,8 +193,12 @@ def check_run(cfg: DictConfig) -> None:
         _count(every, "checkpoint.every_n_steps", "a number of steps (0: only at the end of every epoch)", least=0)
     ckpt = cfg.get("ckpt_path")
     if ckpt not in (None, "last", "best") and not Path(ckpt).is_file():
-        raise ConfigError(f"ckpt_path={ckpt} is not a file. Fix: give the path of a .ckpt file, "
-                          f"or resume=<run dir> to continue a run where it stopped.")
+        raise ConfigError(
+            f"ckpt_path={ckpt} is not a file. Fix: give the path of a .ckpt file, "
+            f"or resume=<run dir> to continue a run where it stopped."
+        )
     if ckpt not in (None, "last", "best") and (damage := checkpoint_damage(Path(ckpt))):
-        raise ConfigError(f"ckpt_path={ckpt} cannot be loaded: {damage}. Fix: give an intact checkpoint "
-                          f"(best.ckpt or last.ckpt of the run), or start without ckpt_path.")
+        raise ConfigError(
+            f"ckpt_path={ckpt} cannot be loaded: {damage}. Fix: give an intact checkpoint "
+            f"(best.ckpt or last.ckpt of the run), or start without ckpt_path."
+        )

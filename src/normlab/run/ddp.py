@@ -114,16 +114,20 @@ def launches_ranks(trainer) -> bool:
 def check_launch(trainer, strategy: str) -> None:
     spawn, _ = _launcher_types()
     if isinstance(trainer.strategy.launcher, spawn):
-        raise ConfigError(f"trainer.strategy={strategy} runs every rank, rank 0 too, in a new process that ends with "
-                          f"fit, so the run's summary, W&B run and test would be written from the wrong process. "
-                          f"Fix: use trainer.strategy=ddp (trainer=ddp on GPUs, trainer=ddp_cpu on CPUs).")
+        raise ConfigError(
+            f"trainer.strategy={strategy} runs every rank, rank 0 too, in a new process that ends with "
+            f"fit, so the run's summary, W&B run and test would be written from the wrong process. "
+            f"Fix: use trainer.strategy=ddp (trainer=ddp on GPUs, trainer=ddp_cpu on CPUs)."
+        )
     if launches_ranks(trainer) and not _entry_point:
-        raise ConfigError(f"trainer.strategy={strategy} starts its other {trainer.world_size - 1} rank(s) by running "
-                          f"the main script again, and this process's main script is not train.py (a "
-                          f"hydra/launcher=joblib or ray worker, or train() called from Python). Fix: start DDP runs "
-                          f"with python train.py, without a parallel launcher (sweep jobs then run one after "
-                          f"another, each on all devices), or on SLURM with hydra/launcher=slurm, which starts the "
-                          f"ranks itself.")
+        raise ConfigError(
+            f"trainer.strategy={strategy} starts its other {trainer.world_size - 1} rank(s) by running "
+            f"the main script again, and this process's main script is not train.py (a "
+            f"hydra/launcher=joblib or ray worker, or train() called from Python). Fix: start DDP runs "
+            f"with python train.py, without a parallel launcher (sweep jobs then run one after "
+            f"another, each on all devices), or on SLURM with hydra/launcher=slurm, which starts the "
+            f"ranks itself."
+        )
 
 
 @contextmanager
@@ -166,5 +170,8 @@ def _wait(procs: list) -> None:
             proc.wait(timeout=WAIT_S)
         except subprocess.TimeoutExpired:
             # Not killed: Lightning's observer would take a killed rank for a crash and kill this process too.
-            log.warning("rank process %d still runs %d s after the job; it stops when its collective times out",
-                        proc.pid, WAIT_S)
+            log.warning(
+                "rank process %d still runs %d s after the job; it stops when its collective times out",
+                proc.pid,
+                WAIT_S,
+            )

@@ -51,8 +51,14 @@ def record_scale(cfg: DictConfig, trainer: L.Trainer, summary: RunSummary, logge
     summary.note(scale=scale)
     for logger in loggers:
         # Rank 0 only (Lightning's loggers); the numbers a runs table groups by also at the top level.
-        logger.log_hyperparams({"scale": scale, "global_batch": scale["global_batch"], "lr": scale["lr"],
-                                "world_size": scale["world_size"]})
+        logger.log_hyperparams(
+            {
+                "scale": scale,
+                "global_batch": scale["global_batch"],
+                "lr": scale["lr"],
+                "world_size": scale["world_size"],
+            }
+        )
     return scale
 
 
@@ -101,8 +107,13 @@ def train(cfg: DictConfig) -> dict:
         metrics.update(final_metrics(trainer))
         log_final_hparams(loggers, config, scale, metrics)
         sync = next((c.record() for c in trainer.callbacks if isinstance(c, RanksInSync)), {})
-        extra = {"world_size": trainer.world_size, "global_batch": scale["global_batch"],
-                 "epochs": trainer.current_epoch, "steps": trainer.global_step, **({"ddp": sync} if sync else {})}
+        extra = {
+            "world_size": trainer.world_size,
+            "global_batch": scale["global_batch"],
+            "epochs": trainer.current_epoch,
+            "steps": trainer.global_step,
+            **({"ddp": sync} if sync else {}),
+        }
         status = "completed"
     except Diverged as err:
         status, error, metrics = "diverged", err, final_metrics(trainer)

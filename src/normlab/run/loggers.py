@@ -41,16 +41,24 @@ def run_name(config: dict) -> str:
     norm = config["norm"]
     label = norm["name"] + (f"-g{norm['num_groups']}" if norm.get("num_groups") and not norm.get("group_size") else "")
     label += "-ws" if config["model"].get("ws") else ""
-    return (f"{config.get('name') or 'default'}/{label}-b{config['data']['batch']}-{config['model']['name']}"
-            f"-s{config['seed']}-{config_hash(config)}")
+    return (
+        f"{config.get('name') or 'default'}/{label}-b{config['data']['batch']}-{config['model']['name']}"
+        f"-s{config['seed']}-{config_hash(config)}"
+    )
 
 
 def flat_config(config: dict) -> dict:
     """The keys a runs table is grouped and filtered by, at the top level beside the nested config."""
     optim = (config.get("task") or {}).get("optim") or {}
-    return {"experiment": config.get("name") or "default", "task_name": config["task"]["name"],
-            "norm_name": config["norm"]["name"], "model_name": config["model"]["name"],
-            "batch_per_device": config["data"]["batch"], "seed": config["seed"], "base_lr": optim.get("lr")}
+    return {
+        "experiment": config.get("name") or "default",
+        "task_name": config["task"]["name"],
+        "norm_name": config["norm"]["name"],
+        "model_name": config["model"]["name"],
+        "batch_per_device": config["data"]["batch"],
+        "seed": config["seed"],
+        "base_lr": optim.get("lr"),
+    }
 
 
 @rank_zero_only
@@ -72,12 +80,23 @@ def build_loggers(config: dict, run_dir: Path) -> list[Logger]:
         from lightning.pytorch.loggers import WandbLogger
 
         os.environ.setdefault("WANDB_SILENT", "true")
-        tags = [f"norm={config['norm']['name']}", f"batch={config['data']['batch']}",
-                f"model={config['model']['name']}", f"seed={config['seed']}", f"task={config['task']['name']}"]
+        tags = [
+            f"norm={config['norm']['name']}",
+            f"batch={config['data']['batch']}",
+            f"model={config['model']['name']}",
+            f"seed={config['seed']}",
+            f"task={config['task']['name']}",
+        ]
         logger = WandbLogger(
-            project=wb["project"], entity=wb.get("entity"), group=wb.get("group"), name=run_name(config),
-            tags=tags + list(wb.get("tags") or []), save_dir=str(run_dir), mode=wb.get("mode", "offline"),
-            id=wb.get("id"), resume="allow" if wb.get("id") else None,
+            project=wb["project"],
+            entity=wb.get("entity"),
+            group=wb.get("group"),
+            name=run_name(config),
+            tags=tags + list(wb.get("tags") or []),
+            save_dir=str(run_dir),
+            mode=wb.get("mode", "offline"),
+            id=wb.get("id"),
+            resume="allow" if wb.get("id") else None,
         )
         logger.log_hyperparams({**config, **flat_config(config)})
         define_metrics(logger)
@@ -92,8 +111,10 @@ def tensorboard_logger(run_dir: Path) -> Logger:
     try:
         import tensorboard  # noqa: F401  (Lightning falls back to tensorboardX, which we do not ship)
     except ImportError:
-        raise ConfigError("logger=tensorboard needs the tensorboard package. Fix: pip install 'normlab[tensorboard]' "
-                          "(or pip install tensorboard), or pick logger=csv / logger=wandb") from None
+        raise ConfigError(
+            "logger=tensorboard needs the tensorboard package. Fix: pip install 'normlab[tensorboard]' "
+            "(or pip install tensorboard), or pick logger=csv / logger=wandb"
+        ) from None
     return TensorBoardLogger(str(run_dir), name="tensorboard", version="", default_hp_metric=False)
 
 
@@ -101,8 +122,12 @@ def log_final_hparams(loggers: list[Logger], config: dict, scale: dict, metrics:
     """The HParams entry of a TensorBoard run: the grouping keys W&B gets too, and the run's final metrics."""
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    params = {**flat_config(config), "global_batch": scale.get("global_batch"), "lr": scale.get("lr"),
-              "world_size": scale.get("world_size")}
+    params = {
+        **flat_config(config),
+        "global_batch": scale.get("global_batch"),
+        "lr": scale.get("lr"),
+        "world_size": scale.get("world_size"),
+    }
     numbers = {k: v for k, v in metrics.items() if isinstance(v, float)}
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):

@@ -19,8 +19,14 @@ from normlab.atomic import atomic_write
 from normlab.errors import ConfigError
 
 # What a resumed run may set differently: how it runs, not what it trains (max_epochs extends it).
-ALLOWED = ("threads", "trainer.max_epochs", "trainer.enable_progress_bar", "logger.wandb.mode",
-           "checkpoint.every_n_steps", "ckpt_path")
+ALLOWED = (
+    "threads",
+    "trainer.max_epochs",
+    "trainer.enable_progress_bar",
+    "logger.wandb.mode",
+    "checkpoint.every_n_steps",
+    "ckpt_path",
+)
 # Keys that differ between two attempts of one run by design.
 IGNORED = ("resume", "ckpt_path", "paths.", "logger.wandb.id")
 
@@ -32,13 +38,17 @@ def resume_argv(argv: list[str]) -> list[str]:
     if not asked:
         return argv
     if {"-m", "--multirun"} & set(args):
-        raise ConfigError("resume continues one run, not a sweep. Fix: resume each failed job of the sweep by its "
-                          "own directory, without -m: python train.py resume=<sweep dir>/<job number>.")
+        raise ConfigError(
+            "resume continues one run, not a sweep. Fix: resume each failed job of the sweep by its "
+            "own directory, without -m: python train.py resume=<sweep dir>/<job number>."
+        )
     run_dir = Path(asked[-1].split("=", 1)[1])
     saved = run_dir / ".hydra" / "overrides.yaml"
     if not saved.is_file():
-        raise ConfigError(f"resume={run_dir} is not a run directory (it has no .hydra/overrides.yaml). "
-                          f"Fix: give a directory of logs/runs/ or logs/multiruns/<sweep>/.")
+        raise ConfigError(
+            f"resume={run_dir} is not a run directory (it has no .hydra/overrides.yaml). "
+            f"Fix: give a directory of logs/runs/ or logs/multiruns/<sweep>/."
+        )
     import yaml
 
     original = [o for o in yaml.safe_load(saved.read_text()) or [] if not o.startswith(("resume=", "ckpt_path="))]
@@ -46,9 +56,11 @@ def resume_argv(argv: list[str]) -> list[str]:
     for arg in extra:
         key = arg.split("=", 1)[0].lstrip("+~")
         if "=" in arg and not key.startswith("hydra.") and key not in ALLOWED:
-            raise ConfigError(f"resume={run_dir} continues that run with its own config; {arg} would change what it "
-                              f"trains. Fix: drop {arg} (with resume, only {', '.join(ALLOWED)} may be set), "
-                              f"or start a new run without resume=.")
+            raise ConfigError(
+                f"resume={run_dir} continues that run with its own config; {arg} would change what it "
+                f"trains. Fix: drop {arg} (with resume, only {', '.join(ALLOWED)} may be set), "
+                f"or start a new run without resume=."
+            )
     return [argv[0], *original, *extra, f"resume={run_dir}", f"hydra.run.dir={run_dir}"]
 
 
@@ -65,31 +77,43 @@ def resume_point(run_dir: Path, config: dict) -> Resume:
     try:
         previous = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError(f"cannot resume {run_dir}: its summary.json is missing or unreadable ({type(err).__name__}). "
-                          f"Fix: start the run again without resume=.") from None
+        raise ConfigError(
+            f"cannot resume {run_dir}: its summary.json is missing or unreadable ({type(err).__name__}). "
+            f"Fix: start the run again without resume=."
+        ) from None
     changed = _differences(previous.get("config", {}), config)
     if changed:
-        raise ConfigError(f"cannot resume {run_dir} with a different config: {'; '.join(changed[:3])}. Fix: run "
-                          f"python train.py resume={run_dir} with no other overrides than {', '.join(ALLOWED)}.")
+        raise ConfigError(
+            f"cannot resume {run_dir} with a different config: {'; '.join(changed[:3])}. Fix: run "
+            f"python train.py resume={run_dir} with no other overrides than {', '.join(ALLOWED)}."
+        )
     was_epochs = previous.get("config", {}).get("trainer", {}).get("max_epochs")
     if previous.get("status") == "completed" and config["trainer"].get("max_epochs") == was_epochs:
-        raise ConfigError(f"{run_dir} already completed its {was_epochs} epochs; there is nothing to resume. "
-                          f"Fix: to train it longer, add trainer.max_epochs=<more than {was_epochs}>.")
+        raise ConfigError(
+            f"{run_dir} already completed its {was_epochs} epochs; there is nothing to resume. "
+            f"Fix: to train it longer, add trainer.max_epochs=<more than {was_epochs}>."
+        )
     asked = config.get("ckpt_path")
     if asked not in (None, "last"):  # the command a damaged last.ckpt suggests: ckpt_path=<an intact one>
         ckpt = Path(asked)
         if not ckpt.is_file() or (damage := checkpoint_damage(ckpt)):
-            raise ConfigError(f"cannot resume {run_dir} from ckpt_path={asked}: "
-                              f"{damage or 'no such file'}. Fix: {_how_to_continue(Path(run_dir))}")
+            raise ConfigError(
+                f"cannot resume {run_dir} from ckpt_path={asked}: "
+                f"{damage or 'no such file'}. Fix: {_how_to_continue(Path(run_dir))}"
+            )
         return Resume(ckpt, previous.get("wandb_id") or _wandb_id(Path(run_dir)), previous)
     ckpt = Path(run_dir) / "checkpoints" / "last.ckpt"
     if not ckpt.is_file():
-        raise ConfigError(f"{run_dir} has no checkpoints/last.ckpt: it stopped before its first checkpoint. "
-                          f"Fix: start it again without resume= (and set checkpoint.every_n_steps=<N> to save "
-                          f"during an epoch).")
+        raise ConfigError(
+            f"{run_dir} has no checkpoints/last.ckpt: it stopped before its first checkpoint. "
+            f"Fix: start it again without resume= (and set checkpoint.every_n_steps=<N> to save "
+            f"during an epoch)."
+        )
     if damage := checkpoint_damage(ckpt):  # a failed disk or copy; normlab's own writes are atomic
-        raise ConfigError(f"cannot resume {run_dir}: checkpoints/last.ckpt is damaged ({damage}). "
-                          f"Fix: {_how_to_continue(Path(run_dir))}")
+        raise ConfigError(
+            f"cannot resume {run_dir}: checkpoints/last.ckpt is damaged ({damage}). "
+            f"Fix: {_how_to_continue(Path(run_dir))}"
+        )
     return Resume(ckpt, previous.get("wandb_id") or _wandb_id(Path(run_dir)), previous)
 
 
@@ -108,14 +132,18 @@ def checkpoint_damage(path: Path) -> str | None:
 def _how_to_continue(run_dir: Path) -> str:
     """The best intact checkpoint of a run, and the command that continues from it."""
     folder = run_dir / "checkpoints"
-    others = sorted((p for p in folder.glob("*.ckpt") if p.name != "last.ckpt"),
-                    key=lambda p: (p.name != "best.ckpt", -p.stat().st_mtime))
+    others = sorted(
+        (p for p in folder.glob("*.ckpt") if p.name != "last.ckpt"),
+        key=lambda p: (p.name != "best.ckpt", -p.stat().st_mtime),
+    )
     intact = next((p for p in others if checkpoint_damage(p) is None), None)
     if intact is None:
         return "no intact checkpoint is left in checkpoints/; start the run again without resume=."
     what = "the best epoch's" if intact.name == "best.ckpt" else "an earlier"
-    return (f"{intact.name} is intact ({what} checkpoint); continue from it with: "
-            f"python train.py resume={run_dir} ckpt_path={intact}")
+    return (
+        f"{intact.name} is intact ({what} checkpoint); continue from it with: "
+        f"python train.py resume={run_dir} ckpt_path={intact}"
+    )
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -144,6 +172,7 @@ def _wandb_id(run_dir: Path) -> str | None:
 # Lightning's CSV logger deletes an existing metrics.csv when it starts. The rows of the killed
 # attempt are set aside first and put back in front of the new ones when the run ends, without
 # the steps the new attempt repeated (those after the checkpoint it resumed from).
+
 
 def set_aside_csv(run_dir: Path) -> Path | None:
     metrics = Path(run_dir) / "csv" / "metrics.csv"

@@ -27,14 +27,13 @@ def write_json_atomic(path: Path, data: dict) -> None:
         f.write(json.dumps(data, indent=2, default=str))
 
 
-
-
 def code_version(root: Path = REPO_ROOT) -> dict | None:
     """The git commit of the normlab checkout that ran, and whether tracked files differed from it.
 
     A result counts when a committed command reproduces it: this says which code that was.
     None outside a git checkout (an installed wheel) or without git.
     """
+
     def git(*args: str) -> str | None:
         try:
             out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
@@ -66,14 +65,22 @@ class RunSummary:
             "experiment": config.get("name"),
             "run_dir": str(self.path.parent.resolve()),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                        "threads": torch.get_num_threads()},
+            "machine": {
+                "platform": platform.platform(),
+                "cpus": os.cpu_count(),
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+            },
             "code": code_version(),
             "config": config,
         }
         if previous:  # resumed: the same run, continued
-            self.data.update(started=previous.get("started"), resumes=previous.get("resumes", 0) + 1,
-                             resumed=time.strftime("%Y-%m-%dT%H:%M:%S%z"), wandb_id=previous.get("wandb_id"))
+            self.data.update(
+                started=previous.get("started"),
+                resumes=previous.get("resumes", 0) + 1,
+                resumed=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                wandb_id=previous.get("wandb_id"),
+            )
         self._save()
 
     def _save(self) -> None:

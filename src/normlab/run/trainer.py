@@ -63,8 +63,10 @@ def configured_callbacks(cfg: DictConfig, norm, trainer: dict, loggers, run_dir:
             callback = instantiate(entry, **extra)
         except InstantiationException as err:
             reason = " ".join(str(err).split())
-            raise ConfigError(f"callbacks.{name} could not be built: {reason} Fix: correct callbacks.{name} "
-                              f"(its _target_ and arguments), or drop it: ~callbacks.{name}") from None
+            raise ConfigError(
+                f"callbacks.{name} could not be built: {reason} Fix: correct callbacks.{name} "
+                f"(its _target_ and arguments), or drop it: ~callbacks.{name}"
+            ) from None
         built += callback if isinstance(callback, list) else [callback]
     return built
 
@@ -79,10 +81,14 @@ def build_trainer(cfg: DictConfig, run_dir: Path, loggers) -> L.Trainer:
     plugins = [p for p in [sync_plugin(canonical(cfg.norm.name), kwargs.get("accelerator"))] if p is not None]
     try:
         return L.Trainer(
-            **kwargs, logger=loggers or False, callbacks=callbacks, default_root_dir=str(run_dir),
+            **kwargs,
+            logger=loggers or False,
+            callbacks=callbacks,
+            default_root_dir=str(run_dir),
             use_distributed_sampler=False,  # TensorBatches shards by rank itself
             plugins=[AtomicCheckpointIO(), *plugins],
         )
     except (ValueError, MisconfigurationException) as err:  # a value Lightning refuses (precision, devices, ...)
-        raise ConfigError(f"the trainer config is not valid: {' '.join(str(err).split())} "
-                          f"Fix: correct that trainer.* value.") from None
+        raise ConfigError(
+            f"the trainer config is not valid: {' '.join(str(err).split())} Fix: correct that trainer.* value."
+        ) from None

@@ -64,8 +64,10 @@ def build_classify(cfg: DictConfig, world_size: int):
     )
     data.setup()
     model = build_model(
-        OmegaConf.to_container(cfg.model, resolve=True), OmegaConf.to_container(cfg.norm, resolve=True),
-        num_classes=data.num_classes, in_channels=data.splits.in_channels,
+        OmegaConf.to_container(cfg.model, resolve=True),
+        OmegaConf.to_container(cfg.norm, resolve=True),
+        num_classes=data.num_classes,
+        in_channels=data.splits.in_channels,
     )
     if cfg.trainer.get("channels_last", False):
         model = model.to(memory_format=torch.channels_last)

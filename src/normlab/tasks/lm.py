@@ -84,8 +84,11 @@ class LanguageModel(L.LightningModule):
 def build_lm(cfg: DictConfig, world_size: int):
     data = build_text_datamodule(OmegaConf.to_container(cfg.data, resolve=True), cfg.model.block_size, cfg.seed)
     data.setup()
-    model = build_model(OmegaConf.to_container(cfg.model, resolve=True), OmegaConf.to_container(cfg.norm, resolve=True),
-                        vocab_size=len(data.vocab))
+    model = build_model(
+        OmegaConf.to_container(cfg.model, resolve=True),
+        OmegaConf.to_container(cfg.norm, resolve=True),
+        vocab_size=len(data.vocab),
+    )
     sample_cfg = OmegaConf.to_container(cfg.task.sample, resolve=True) if cfg.task.get("sample") else None
     run_dir = cfg.get("resume") or cfg.paths.output_dir  # a resumed run writes into its own directory
     samples = TextSamples(data.vocab, run_dir, **sample_cfg) if sample_cfg else None

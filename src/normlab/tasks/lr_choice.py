@@ -38,8 +38,17 @@ def choose(runs: pd.DataFrame, metric: str = "val/err") -> pd.DataFrame:
         lr = float(means.idxmin())
         grid = [float(x) for x in means.index]
         where = "inside" if len(grid) < 2 or grid[0] < lr < grid[-1] else ("lowest" if lr == grid[0] else "highest")
-        rows.append({"arm": arm, "batch": int(batch), "grid": " ".join(f"{x:g}" for x in grid), "lr": lr,
-                     metric: float(means.min()), "edge": where != "inside" and len(grid) > 1, "where": where})
+        rows.append(
+            {
+                "arm": arm,
+                "batch": int(batch),
+                "grid": " ".join(f"{x:g}" for x in grid),
+                "lr": lr,
+                metric: float(means.min()),
+                "edge": where != "inside" and len(grid) > 1,
+                "where": where,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -47,8 +56,10 @@ def past_edges(choice: pd.DataFrame) -> list[tuple[str, int, float]]:
     """(arm, batch, lr) one grid step beyond every edge winner: half the lowest, twice the highest.
     The protocol extends the grid once, so an edge winner is either confirmed or moved; one still at
     the (new) edge afterwards stays flagged."""
-    return [(r["arm"], int(r["batch"]), r["lr"] / 2 if r["where"] == "lowest" else r["lr"] * 2)
-            for _, r in choice[choice["edge"]].iterrows()]
+    return [
+        (r["arm"], int(r["batch"]), r["lr"] / 2 if r["where"] == "lowest" else r["lr"] * 2)
+        for _, r in choice[choice["edge"]].iterrows()
+    ]
 
 
 def arm_overrides(arm: str) -> list[str]:
@@ -58,9 +69,12 @@ def arm_overrides(arm: str) -> list[str]:
 
 
 def markdown(choice: pd.DataFrame, metric: str = "val/err") -> str:
-    lines = [f"Learning rate chosen on {metric} (base lr at 32 images, one seed per grid point; "
-             "**edge**: the winner is the grid's lowest or highest value, so a better rate may lie outside):\n",
-             f"| arm | batch | grid | chosen lr | {metric} | where |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"Learning rate chosen on {metric} (base lr at 32 images, one seed per grid point; "
+        "**edge**: the winner is the grid's lowest or highest value, so a better rate may lie outside):\n",
+        f"| arm | batch | grid | chosen lr | {metric} | where |",
+        "|---|---|---|---|---|---|",
+    ]
     for _, r in choice.iterrows():
         where = f"**edge** ({r['where']})" if r["edge"] else r["where"]
         lines.append(f"| {r['arm']} | {r['batch']} | {r['grid']} | {r['lr']:g} | {r[metric]:.2f} | {where} |")
@@ -83,14 +97,18 @@ def apply(cfg: DictConfig) -> float | None:
     try:
         table = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"task.optim.lr_choice={path} cannot be read ({type(err).__name__}). "
-                          f"Fix: give the lr_choice.yaml that scripts/report.py wrote for the lr sweep.") from None
+        raise ConfigError(
+            f"task.optim.lr_choice={path} cannot be read ({type(err).__name__}). "
+            f"Fix: give the lr_choice.yaml that scripts/report.py wrote for the lr sweep."
+        ) from None
     arm, batch = arm_name(cfg.norm.name, bool(cfg.model.get("ws"))), int(cfg.data.batch)
     lr = (table.get(arm) or {}).get(batch)
     if lr is None:
         have = ", ".join(f"{a} at {sorted(b)}" for a, b in sorted(table.items())) or "nothing"
-        raise ConfigError(f"{path} has no learning rate for {arm} at batch {batch} (it has {have}). "
-                          f"Fix: include that arm and batch in the lr sweep, or drop task.optim.lr_choice.")
+        raise ConfigError(
+            f"{path} has no learning rate for {arm} at batch {batch} (it has {have}). "
+            f"Fix: include that arm and batch in the lr sweep, or drop task.optim.lr_choice."
+        )
     with open_dict(cfg):
         cfg.task.optim.lr = float(lr)
     return float(lr)

@@ -49,18 +49,29 @@ def kernels(params: list, fused: bool) -> dict:
 
 def build_optimizer(params, optim_cfg: dict, lr: float, fused: bool = False) -> torch.optim.Optimizer:
     # Parameters or groups of them; looked at for their devices, then handed on, a group's lr_scale as its lr.
-    params = [{k: v for k, v in g.items() if k != "lr_scale"} | {"lr": lr * g["lr_scale"]}
-              if isinstance(g, dict) and "lr_scale" in g else g for g in params]
+    params = [
+        {k: v for k, v in g.items() if k != "lr_scale"} | {"lr": lr * g["lr_scale"]}
+        if isinstance(g, dict) and "lr_scale" in g
+        else g
+        for g in params
+    ]
     name = optim_cfg["name"]
     if name == "sgd":
         return torch.optim.SGD(
-            params, lr, momentum=optim_cfg.get("momentum", 0.9), nesterov=optim_cfg.get("nesterov", True),
-            weight_decay=optim_cfg.get("weight_decay", 0.0), **kernels(params, fused),
+            params,
+            lr,
+            momentum=optim_cfg.get("momentum", 0.9),
+            nesterov=optim_cfg.get("nesterov", True),
+            weight_decay=optim_cfg.get("weight_decay", 0.0),
+            **kernels(params, fused),
         )
     if name == "adamw":
         return torch.optim.AdamW(
-            params, lr, betas=tuple(optim_cfg.get("betas", (0.9, 0.999))),
-            weight_decay=optim_cfg.get("weight_decay", 0.0), **kernels(params, fused),
+            params,
+            lr,
+            betas=tuple(optim_cfg.get("betas", (0.9, 0.999))),
+            weight_decay=optim_cfg.get("weight_decay", 0.0),
+            **kernels(params, fused),
         )
     raise ConfigError(f"unknown optimizer '{name}'. Fix: set task.optim.name to sgd or adamw.")
 
@@ -78,8 +89,9 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup: fl
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def warmup_step(optimizer: torch.optim.Optimizer, total_steps: int, warmup: float, milestones=(0.3, 0.6, 0.9),
-                gamma: float = 0.1):
+def warmup_step(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup: float, milestones=(0.3, 0.6, 0.9), gamma: float = 0.1
+):
     """Linear warm-up, then the lr times ``gamma`` at each milestone (fractions of all steps): the
     ImageNet schedule of He et al. (2016) and Wu & He (2018), 10x down at epochs 30, 60 and 90 of 100."""
     warmup_steps = int(warmup * total_steps)
@@ -98,8 +110,9 @@ def one_cycle(optimizer: torch.optim.Optimizer, total_steps: int, warmup: float)
     over ``warmup`` of the steps, then a cosine fall to lr / 1e5, momentum moving the other way
     (0.95 -> 0.85 -> 0.95). Every group peaks at its own lr, so a layer's ``lr_scale`` holds."""
     peaks = [g["lr"] for g in optimizer.param_groups]
-    return torch.optim.lr_scheduler.OneCycleLR(optimizer, peaks, total_steps=max(total_steps, 2),
-                                               pct_start=warmup, anneal_strategy="cos")
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, peaks, total_steps=max(total_steps, 2), pct_start=warmup, anneal_strategy="cos"
+    )
 
 
 SCHEDULES = ("cosine", "one_cycle", "step")
@@ -122,13 +135,13 @@ def param_groups(module: torch.nn.Module, decay_vectors: bool = True) -> list[di
     groups: dict[tuple[bool, float], list] = {}
     for p in params:
         groups.setdefault((id(p) in skip, scale.get(id(p), 1.0)), []).append(p)
-    return [{"params": ps, **({"weight_decay": 0.0} if no_decay else {}), **({"lr_scale": f} if f != 1.0 else {})}
-            for (no_decay, f), ps in sorted(groups.items())]
+    return [
+        {"params": ps, **({"weight_decay": 0.0} if no_decay else {}), **({"lr_scale": f} if f != 1.0 else {})}
+        for (no_decay, f), ps in sorted(groups.items())
+    ]
 
 
-def configure(
-    model: torch.nn.Module, trainer, optim_cfg: dict, global_batch: int, decay_vectors: bool = True
-) -> dict:
+def configure(model: torch.nn.Module, trainer, optim_cfg: dict, global_batch: int, decay_vectors: bool = True) -> dict:
     """What a LightningModule's ``configure_optimizers`` returns: optimizer plus per-step schedule."""
     lr = scaled_lr(optim_cfg, global_batch)
     opt = build_optimizer(param_groups(model, decay_vectors), optim_cfg, lr, fused=can_fuse(trainer))

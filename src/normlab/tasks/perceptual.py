@@ -44,8 +44,16 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
 
 
 class PerceptualLoss(nn.Module):
-    def __init__(self, net: LossNetwork, content_layer: str, style_layers: list[str],
-                 content_weight: float, style_weight: float, tv_weight: float, gram: str = "plain"):
+    def __init__(
+        self,
+        net: LossNetwork,
+        content_layer: str,
+        style_layers: list[str],
+        content_weight: float,
+        style_weight: float,
+        tv_weight: float,
+        gram: str = "plain",
+    ):
         super().__init__()
         if gram not in ("plain", "centred"):
             raise ConfigError(f"unknown gram '{gram}'. Fix: set task.loss.gram to plain (Johnson et al.) or centred.")
@@ -70,8 +78,10 @@ class PerceptualLoss(nn.Module):
         terms = {
             "content": F.mse_loss(feats[self.content_layer], target),
             # Squared Frobenius norm per image, averaged over the batch; summed over layers.
-            "style": sum((gram(feats[k], self.centred) - self.style_grams[k].to(feats[k])).pow(2).sum((1, 2)).mean()
-                         for k in self.style_layers),
+            "style": sum(
+                (gram(feats[k], self.centred) - self.style_grams[k].to(feats[k])).pow(2).sum((1, 2)).mean()
+                for k in self.style_layers
+            ),
             "tv": total_variation(stylized),
         }
         terms["loss"] = sum(self.weights[k] * terms[k] for k in self.weights)

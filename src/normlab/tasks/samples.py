@@ -22,8 +22,17 @@ COLUMNS = ("epoch", "step", "sample", "text")
 
 
 class TextSamples(L.Callback):
-    def __init__(self, vocab: CharVocab, out_dir: str, num: int = 3, chars: int = 300, prompt: str = "\n\n",
-                 temperature: float = 0.8, top_k: int | None = None, seed: int = 0):
+    def __init__(
+        self,
+        vocab: CharVocab,
+        out_dir: str,
+        num: int = 3,
+        chars: int = 300,
+        prompt: str = "\n\n",
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        seed: int = 0,
+    ):
         self.vocab, self.out_dir, self.num, self.chars = vocab, Path(out_dir), num, chars
         self.prompt = prompt or "\n\n"  # generation needs context; instance norm needs two tokens
         self.temperature, self.top_k, self.seed = temperature, top_k, seed
@@ -40,7 +49,7 @@ class TextSamples(L.Callback):
             out = model.generate(idx, self.chars, self.temperature, self.top_k, generator=g)
         finally:
             model.train(was_training)
-        return [self.prompt + self.vocab.decode(row[len(prompt):]) for row in out]
+        return [self.prompt + self.vocab.decode(row[len(prompt) :]) for row in out]
 
     def wandb_loggers(self, trainer: L.Trainer) -> list[WandbLogger]:
         return [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)] if trainer.is_global_zero else []
@@ -52,16 +61,19 @@ class TextSamples(L.Callback):
         samples = self.sample(pl_module.model, pl_module.device)
         self.rows += [[trainer.current_epoch, trainer.global_step, i, s] for i, s in enumerate(samples)]
         for logger in loggers:
-            logger.log_table(key="samples", columns=list(COLUMNS), data=[list(r) for r in self.rows],
-                             step=trainer.global_step)
+            logger.log_table(
+                key="samples", columns=list(COLUMNS), data=[list(r) for r in self.rows], step=trainer.global_step
+            )
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero or self.num < 1 or self.chars < 1:
             return
         last = [r for r in self.rows if r[1] == trainer.global_step]  # sampled at this step already
         samples = [r[3] for r in last] if last else self.sample(pl_module.model, pl_module.device)
-        text = "\n\n".join(f"--- sample {i} (seed {self.seed}, temperature {self.temperature}) ---\n{s.strip()}"
-                           for i, s in enumerate(samples))
+        text = "\n\n".join(
+            f"--- sample {i} (seed {self.seed}, temperature {self.temperature}) ---\n{s.strip()}"
+            for i, s in enumerate(samples)
+        )
         print(f"\nText sampled from the model:\n{text}\n")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "samples.txt").write_text(text + "\n")

@@ -33,8 +33,16 @@ GRID_FILE = "style_grid.png"
 
 
 class StyleTransfer(L.LightningModule):
-    def __init__(self, model: nn.Module, loss: PerceptualLoss, style: torch.Tensor, optim_cfg: dict,
-                 global_batch: int, net_cfg: dict, eval_batch: int = 16):
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: PerceptualLoss,
+        style: torch.Tensor,
+        optim_cfg: dict,
+        global_batch: int,
+        net_cfg: dict,
+        eval_batch: int = 16,
+    ):
         super().__init__()
         self.model, self.loss, self.optim_cfg, self.global_batch = model, loss, optim_cfg, global_batch
         self.net_cfg, self.eval_batch = net_cfg, eval_batch  # net_cfg rebuilds the model from a checkpoint
@@ -59,12 +67,24 @@ class StyleTransfer(L.LightningModule):
     def _log_terms(self, stage: str, terms: dict[str, torch.Tensor], n: int) -> None:
         on_step = stage == "train"
         for k, v in terms.items():
-            self.log(f"{stage}/{k}", v, on_step=on_step and k == "loss", on_epoch=True, batch_size=n,
-                     sync_dist=not on_step, prog_bar=k == "loss")
+            self.log(
+                f"{stage}/{k}",
+                v,
+                on_step=on_step and k == "loss",
+                on_epoch=True,
+                batch_size=n,
+                sync_dist=not on_step,
+                prog_bar=k == "loss",
+            )
         if not on_step and self.init_terms:
             # Linear in the style loss, so its batch-weighted mean is 1 - mean(style) / init_style.
-            self.log(f"{stage}/style_drop", 1 - terms["style"] / self.init_terms["style"], on_epoch=True,
-                     batch_size=n, sync_dist=True)
+            self.log(
+                f"{stage}/style_drop",
+                1 - terms["style"] / self.init_terms["style"],
+                on_epoch=True,
+                batch_size=n,
+                sync_dist=True,
+            )
 
     def training_step(self, batch, batch_idx):
         x, _ = batch
@@ -125,9 +145,12 @@ class StyleTransfer(L.LightningModule):
             return
         img, norm = self.held_out_grid()
         for logger in wandb:
-            logger.log_image(key="held_out/stylized", images=[to_uint8(img).permute(1, 2, 0).numpy()],
-                             caption=[f"content | stylized, norm={norm}, epoch {self.current_epoch}"],
-                             step=self.global_step)
+            logger.log_image(
+                key="held_out/stylized",
+                images=[to_uint8(img).permute(1, 2, 0).numpy()],
+                caption=[f"content | stylized, norm={norm}, epoch {self.current_epoch}"],
+                step=self.global_step,
+            )
 
     def on_train_end(self):
         if not self.trainer.is_global_zero:
@@ -160,16 +183,24 @@ def build_style(cfg: DictConfig, world_size: int):
         )
     data = build_style_datamodule(OmegaConf.to_container(cfg.data, resolve=True), cfg.seed)
     data.setup()
-    net_cfg = {"model": OmegaConf.to_container(cfg.model, resolve=True),
-               "norm": OmegaConf.to_container(cfg.norm, resolve=True)}
+    net_cfg = {
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "norm": OmegaConf.to_container(cfg.norm, resolve=True),
+    }
     model = build_model(net_cfg["model"], net_cfg["norm"])
     lc = cfg.task.loss
     net = build_loss_network(lc.network, [lc.content_layer, *lc.style_layers], lc.get("width", 1.0))
     loss = PerceptualLoss(
-        net, lc.content_layer, list(lc.style_layers), lc.content_weight, lc.style_weight, lc.tv_weight,
+        net,
+        lc.content_layer,
+        list(lc.style_layers),
+        lc.content_weight,
+        lc.style_weight,
+        lc.tv_weight,
         lc.get("gram", "plain"),
     )
     optim_cfg = OmegaConf.to_container(cfg.task.optim, resolve=True)
-    module = StyleTransfer(model, loss, data.style, optim_cfg, cfg.data.batch * world_size, net_cfg,
-                           cfg.data.get("eval_batch", 16))
+    module = StyleTransfer(
+        model, loss, data.style, optim_cfg, cfg.data.batch * world_size, net_cfg, cfg.data.get("eval_batch", 16)
+    )
     return module, data

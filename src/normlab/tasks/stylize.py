@@ -36,7 +36,7 @@ def load_style_net(ckpt_path: str | Path) -> nn.Module:
     net = build_model(cfg["model"], cfg["norm"])
     prefix = "model."
     state = {
-        k[len(prefix):].replace("_orig_mod.", ""): v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)
+        k[len(prefix) :].replace("_orig_mod.", ""): v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)
     }
     net.load_state_dict(state)
     return net.eval()

@@ -34,8 +34,9 @@ class TrainMetrics:
         self.count += n
         if logs_this_step(module.trainer):
             for k in self.per_step:
-                module.log(f"train/{k}_step", values[k].detach(), on_step=True, on_epoch=False, prog_bar=True,
-                           batch_size=n)
+                module.log(
+                    f"train/{k}_step", values[k].detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=n
+                )
 
     def log_epoch(self, module: L.LightningModule) -> dict[str, torch.Tensor]:
         """Log the epoch means (from ``on_train_epoch_end``), return them, and start the next epoch from zero."""

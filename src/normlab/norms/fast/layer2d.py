@@ -85,4 +85,3 @@ def _mean_channels(x: torch.Tensor, weight: torch.Tensor | None = None) -> torch
     n, c = x.shape[0], x.shape[1]
     w = weight if weight is not None else x.new_ones(c)
     return torch.bmm(w.view(1, 1, c).expand(n, 1, c), x.reshape(n, c, -1)).div_(c).view(n, 1, *x.shape[2:])
-

@@ -107,7 +107,8 @@ def block_sums(dy: torch.Tensor, x: torch.Tensor, shape: torch.Size) -> tuple[to
         rows, k = math.prod(shape), math.prod(x.shape[d] for d in reduced)
         zero, one = x.new_zeros(1, rows), x.new_ones(1, rows)
         _, g_a, g_b = torch.ops.aten.native_group_norm_backward(
-            dy.view(1, rows, k), x.view(1, rows, k), zero, one, None, 1, rows, k, rows, [False, True, True])
+            dy.view(1, rows, k), x.view(1, rows, k), zero, one, None, 1, rows, k, rows, [False, True, True]
+        )
         return g_a.view(shape), g_b.view(shape)
     return sum_to(upcast(dy) * upcast(x), shape), sum_to(upcast(dy), shape)
 
@@ -216,8 +217,9 @@ def _through_coeffs(ctx, grads):
     learned = [t for t in leaves if t is not None and t.requires_grad]
     # retain_graph: a second backward through the outer graph (backward(retain_graph=True)) comes
     # back to this small graph; it is freed with ctx when the outer graph is.
-    found = torch.autograd.grad(outputs, [m, v, *learned], [g.to(o.dtype) for g, o in zip(grads, outputs)],
-                                allow_unused=True, retain_graph=True)
+    found = torch.autograd.grad(
+        outputs, [m, v, *learned], [g.to(o.dtype) for g, o in zip(grads, outputs)], allow_unused=True, retain_graph=True
+    )
     g_m, g_v = (g if g is not None else torch.zeros_like(t) for g, t in zip(found[:2], (m, v)))
     # dx = dy a + x p + q, the last two the moments' share: d var / dx = 2 (x - mean) / n
     # (about zero when not centered), d mean / dx = 1 / n.
@@ -245,8 +247,14 @@ def _per_row(t: torch.Tensor | None, block: torch.Tensor) -> torch.Tensor | None
     return None if t is None else kernels.vector(t.expand(block.shape))
 
 
-def normalize(x: torch.Tensor, dims: tuple[int, ...], coeffs, *params: torch.Tensor | None,
-              floor: torch.Tensor | None = None, center: bool = True) -> torch.Tensor:
+def normalize(
+    x: torch.Tensor,
+    dims: tuple[int, ...],
+    coeffs,
+    *params: torch.Tensor | None,
+    floor: torch.Tensor | None = None,
+    center: bool = True,
+) -> torch.Tensor:
     """``x * a + b`` (``max(., floor)`` with a floor), where ``a, b = coeffs(mean, var, *params)``
     and ``mean``, ``var`` are the moments of ``x`` over ``dims`` (kept as size-1 dims).
     ``center=False``: the moments about zero, mean 0 and var = mean(x^2), one pass fewer.
@@ -257,5 +265,3 @@ def normalize(x: torch.Tensor, dims: tuple[int, ...], coeffs, *params: torch.Ten
     """
     dims = tuple(d % x.dim() for d in dims)
     return _Normalize.apply(x, dims, coeffs, floor, center, *params)
-
-

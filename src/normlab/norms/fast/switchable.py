@@ -47,8 +47,7 @@ def _token_coeffs(layer, m_in, v_in, m_ln, v_ln, mean_weight, var_weight):
     per-(sample, channel) moments (N, 1, C) and the per-token ones (N, L, 1)."""
     m_bn, v_bn = batch_moments(layer, m_in, v_in, m_in.shape[0] * m_ln.shape[1], "nlc")  # (1, 1, C)
     wm, wv = torch.softmax(mean_weight, 0), torch.softmax(var_weight, 0)
-    return (wm[0] * m_in + wm[2] * m_bn, wm[1] * m_ln,
-            wv[0] * v_in + wv[2] * v_bn, wv[1] * v_ln + layer.eps)
+    return (wm[0] * m_in + wm[2] * m_bn, wm[1] * m_ln, wv[0] * v_in + wv[2] * v_bn, wv[1] * v_ln + layer.eps)
 
 
 def _coeffs(layer, count, mean, var, mean_weight, var_weight, weight, bias):
@@ -102,8 +101,12 @@ class _SwitchableTokens(Function):
         t = torch.mul(dy, weight.detach()) if weight is not None else dy.clone()
         t.mul_(rstd)  # dy gamma / sqrt(v): d y / d x at fixed statistics
         u = torch.mul(t, xhat).mul_(rstd)  # -2 d v
-        grads = [t.sum(1, keepdim=True).neg_(), t.sum(2, keepdim=True).neg_(),
-                 u.sum(1, keepdim=True).mul_(-0.5), u.sum(2, keepdim=True).mul_(-0.5)]
+        grads = [
+            t.sum(1, keepdim=True).neg_(),
+            t.sum(2, keepdim=True).neg_(),
+            u.sum(1, keepdim=True).mul_(-0.5),
+            u.sum(2, keepdim=True).mul_(-0.5),
+        ]
         learned = [t for t in leaves if t.requires_grad]
         found = torch.autograd.grad(mixed, [*stats, *learned], grads, allow_unused=True, retain_graph=True)
         # Each moment's share of dx: d mean / dx = 1 / n, d var / dx = 2 (x - mean) / n.

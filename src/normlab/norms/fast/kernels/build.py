@@ -34,7 +34,11 @@ _switched_off = 0  # depth of ``off()`` blocks
 
 def enabled() -> bool:
     return not _switched_off and os.environ.get("NORMLAB_CPU_KERNELS", "1").strip().lower() not in (
-        "0", "false", "no", "off")
+        "0",
+        "false",
+        "no",
+        "off",
+    )
 
 
 @contextlib.contextmanager
@@ -50,9 +54,11 @@ def off():
 
 def usable(*tensors: torch.Tensor) -> bool:
     """Whether the kernels can take these tensors: contiguous fp32 on the CPU, kernels on."""
-    return enabled() and all(
-        t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors
-    ) and not torch.compiler.is_compiling()
+    return (
+        enabled()
+        and all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors)
+        and not torch.compiler.is_compiling()
+    )
 
 
 def ready(name: str, *tensors: torch.Tensor) -> bool:
@@ -82,7 +88,8 @@ def threads() -> ctypes.c_int:
 
 def _cache_dir() -> Path:
     root = os.environ.get("NORMLAB_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "normlab")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "normlab"
+    )
     return Path(root) / "kernels"
 
 
@@ -111,14 +118,17 @@ def load(name: str) -> ctypes.CDLL | None:
         return None
     source = HERE / f"{name}.c"
     text = b"".join(p.read_bytes() for p in [source, *sorted(HERE.glob("*.h"))])
-    key = hashlib.sha256(b"\0".join([text, cc.encode(), " ".join(FLAGS).encode(), _cpu_id().encode(),
-                                     platform.machine().encode()])).hexdigest()[:16]
+    key = hashlib.sha256(
+        b"\0".join([text, cc.encode(), " ".join(FLAGS).encode(), _cpu_id().encode(), platform.machine().encode()])
+    ).hexdigest()[:16]
     lib = _cache_dir() / f"{name}-{key}.so"
     if not lib.exists():
         error = _build(cc, source, lib)
         if error is not None:
-            warnings.warn(f"normlab: building the {name} kernels failed, the norms run on their PyTorch path:\n{error}",
-                          stacklevel=2)
+            warnings.warn(
+                f"normlab: building the {name} kernels failed, the norms run on their PyTorch path:\n{error}",
+                stacklevel=2,
+            )
             return None
     return ctypes.CDLL(str(lib))
 

@@ -19,8 +19,9 @@ def _lib():
 
 def moments(x: torch.Tensor, rows: int, center: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     mean, var = x.new_empty(rows), x.new_empty(rows)
-    _lib().rows_moments(ptr(x), ptr(mean), ptr(var), _long(rows), _long(x.numel() // rows), ctypes.c_int(center),
-                        threads())
+    _lib().rows_moments(
+        ptr(x), ptr(mean), ptr(var), _long(rows), _long(x.numel() // rows), ctypes.c_int(center), threads()
+    )
     return mean, var
 
 
@@ -35,14 +36,35 @@ def grad_sums(dy, x, y, floor, rows: int):
     """sum(g), sum(g x) per row, and sum(dy) when there is a floor (else None)."""
     s_g, s_gx = x.new_empty(rows), x.new_empty(rows)
     s_dy = x.new_empty(rows) if floor is not None else None
-    _lib().rows_grad_sums(ptr(dy), ptr(x), ptr(y), ptr(floor), ptr(s_g), ptr(s_gx), ptr(s_dy), _long(rows),
-                          _long(x.numel() // rows), threads())
+    _lib().rows_grad_sums(
+        ptr(dy),
+        ptr(x),
+        ptr(y),
+        ptr(floor),
+        ptr(s_g),
+        ptr(s_gx),
+        ptr(s_dy),
+        _long(rows),
+        _long(x.numel() // rows),
+        threads(),
+    )
     return s_g, s_gx, s_dy
 
 
 def dx(dy, x, y, floor, a, p, q) -> torch.Tensor:
     out = torch.empty_like(x)
     rows = a.numel()
-    _lib().rows_dx(ptr(dy), ptr(x), ptr(y), ptr(floor), ptr(a), ptr(p), ptr(q), ptr(out), _long(rows),
-                   _long(x.numel() // rows), threads())
+    _lib().rows_dx(
+        ptr(dy),
+        ptr(x),
+        ptr(y),
+        ptr(floor),
+        ptr(a),
+        ptr(p),
+        ptr(q),
+        ptr(out),
+        _long(rows),
+        _long(x.numel() // rows),
+        threads(),
+    )
     return out
