@@ -111,7 +111,8 @@ def assert_rounded_once(found, expected, what):
 @pytest.mark.parametrize("layout", ["nchw", "nlc"])
 @pytest.mark.parametrize(
     "name",
-    ["batch_renorm", "bln", "evonorm_b0", "evonorm_s0", "frn", "ghost_batch", "layer2d", "rms", "switchable"],
+    ["batch_instance", "batch_renorm", "bln", "evonorm_b0", "evonorm_s0", "frn", "ghost_batch", "layer2d", "rms",
+     "switchable"],
 )
 def test_bf16_outputs_and_gradients_are_the_fp32_ones_rounded_once(
     name, layout, offset, mode, path, train, monkeypatch
