@@ -111,15 +111,25 @@ def assert_rounded_once(found, expected, what):
 @pytest.mark.parametrize("layout", ["nchw", "nlc"])
 @pytest.mark.parametrize(
     "name",
-    ["batch_instance", "batch_renorm", "bln", "evonorm_b0", "evonorm_s0", "frn", "ghost_batch", "layer2d", "rms",
-     "switchable"],
+    [
+        "batch_instance",
+        "batch_renorm",
+        "bln",
+        "evonorm_b0",
+        "evonorm_s0",
+        "frn",
+        "ghost_batch",
+        "layer2d",
+        "rms",
+        "switchable",
+    ],
 )
 def test_bf16_outputs_and_gradients_are_the_fp32_ones_rounded_once(
     name, layout, offset, mode, path, train, monkeypatch
 ):
     """Against the fp32 composite path on the same bf16 values: statistics, the TLU's mask,
-    EvoNorm's max and RMSNorm's affine in fp32, gradients summed in fp32, each result rounded to
-    bf16 once."""
+    EvoNorm's max, the mixes of two or three normalizations and the affine in fp32, gradients
+    summed in fp32, each result rounded to bf16 once."""
     layer = bf16_layer(name, layout, mode).train(train)
     reference = copy.deepcopy(layer).float()  # bf16 parameters are exact in fp32
     x, g = inputs(layout, offset), inputs(layout, 0.0).roll(1, 0)  # bf16 values, exactly
