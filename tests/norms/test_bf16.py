@@ -14,6 +14,7 @@ import copy
 
 import pytest
 import torch
+from random_state import randomize
 
 from normlab.norms import build_norm, composite_only, fast
 from normlab.norms.reference import REFERENCE
@@ -67,16 +68,22 @@ BF16_MODES = ["bf16 input", "autocast", "bf16 layer"]
 BF16_PATHS = {"composite": 1 << 60, "fused": 0}  # FUSED_MIN_ELEMENTS; the C kernels take fp32 only
 BF16_ROUNDING = 2**-8  # one rounding to bf16 moves a value by at most this fraction of it
 FP32_NOISE = 1e-4  # of the largest value: two fp32 computations of one formula, with margin
+# Knobs that make the test reach a layer's whole formula on 8 samples.
+BF16_KNOBS = {
+    "ghost_batch": {"virtual_batch": 3},  # ghost batches of 3, 3 and 2 samples, not one plain BatchNorm
+    "batch_renorm": {"relax_start": 0, "r_max_step": 1, "d_max_step": 1},  # r and d clipped at r_max, d_max
+}
 
 
 def bf16_layer(name, layout, mode):
-    m = build_norm(name, 32, layout)
-    torch.manual_seed(1)
+    m = randomize(build_norm(name, 32, layout, **BF16_KNOBS.get(name, {})), seed=1)  # running statistics too
     with torch.no_grad():
-        for p in m.parameters():
-            p.uniform_(0.5, 1.5)
         if getattr(m, "tau", None) is not None:
             m.tau.uniform_(-0.5, 0.5)  # a TLU that clips some outputs and passes others
+        if hasattr(m, "num_batches_tracked"):
+            m.num_batches_tracked.fill_(1)  # past Batch Renorm's warm-up
+        if hasattr(m, "layer_weight"):
+            m.layer_weight.fill_(0.25)  # BLN's mix in eval mode: both parts
     return m.bfloat16() if mode == "bf16 layer" else m
 
 
@@ -102,13 +109,27 @@ def assert_rounded_once(found, expected, what):
 @pytest.mark.parametrize("mode", BF16_MODES)
 @pytest.mark.parametrize("offset", [0.5, 20.0])
 @pytest.mark.parametrize("layout", ["nchw", "nlc"])
-@pytest.mark.parametrize("name", ["evonorm_b0", "evonorm_s0", "frn", "rms"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "batch_instance",
+        "batch_renorm",
+        "bln",
+        "evonorm_b0",
+        "evonorm_s0",
+        "frn",
+        "ghost_batch",
+        "layer2d",
+        "rms",
+        "switchable",
+    ],
+)
 def test_bf16_outputs_and_gradients_are_the_fp32_ones_rounded_once(
     name, layout, offset, mode, path, train, monkeypatch
 ):
     """Against the fp32 composite path on the same bf16 values: statistics, the TLU's mask,
-    EvoNorm's max and RMSNorm's affine in fp32, gradients summed in fp32, each result rounded to
-    bf16 once."""
+    EvoNorm's max, the mixes of two or three normalizations and the affine in fp32, gradients
+    summed in fp32, each result rounded to bf16 once."""
     layer = bf16_layer(name, layout, mode).train(train)
     reference = copy.deepcopy(layer).float()  # bf16 parameters are exact in fp32
     x, g = inputs(layout, offset), inputs(layout, 0.0).roll(1, 0)  # bf16 values, exactly
@@ -119,7 +140,8 @@ def test_bf16_outputs_and_gradients_are_the_fp32_ones_rounded_once(
     for (what, a), (_, b) in zip(found, expected):
         if what.startswith("running") and mode == "bf16 layer":
             continue  # bf16 running averages: rounded at every update, by design of a bf16 layer
-        assert a.dtype == (torch.bfloat16 if what in ("output", "grad of x") or mode == "bf16 layer" else b.dtype)
+        low = what in ("output", "grad of x") or (mode == "bf16 layer" and b.is_floating_point())
+        assert a.dtype == (torch.bfloat16 if low else b.dtype)  # an integer buffer (a step count) is not cast
         assert_rounded_once(a, b.double(), what)
 
 

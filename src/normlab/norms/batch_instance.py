@@ -21,6 +21,10 @@ Both parts come from native kernels with their share of gamma folded in
 (weight = gamma * rho for BN, gamma * (1 - rho) for IN), so the mix is a single add. Fast path
 for large inputs (``fast/batch_instance.py``): both parts' statistics from the per-(sample,
 channel) moments in one pass, mixed as one scale and shift per (sample, channel).
+
+Precision: bf16 and fp16 inputs are normalized as an fp32 copy on both paths: both parts, their
+mix and the affine in fp32, the output rounded once to x's dtype; the gradients of x and of a
+bf16 layer's gamma and rho summed in fp32 and rounded once.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from torch import nn
 
 from normlab.norms.layer import AffineNorm
 from normlab.norms.layout import check_statistics, spatial_size
-from normlab.norms.running import add_running_stats
+from normlab.norms.precision import upcast
+from normlab.norms.running import add_running_stats, batch_norm
 
 
 class BatchInstanceNorm(AffineNorm):
@@ -75,14 +80,14 @@ class BatchInstanceNorm(AffineNorm):
         check_statistics(x, spatial_size(x, self.layout), "BatchInstanceNorm", "the pixels or tokens of each sample")
 
     def formula(self, x: torch.Tensor) -> torch.Tensor:
-        rho = self.gate()
-        w_bn, w_in = (rho, 1 - rho) if self.weight is None else (self.weight * rho, self.weight * (1 - rho))
-        rows = x.reshape(-1, x.shape[-1]) if self.layout == "nlc" else x  # (N*L, C): a view
-        y_bn = F.batch_norm(
-            rows, self.running_mean, self.running_var, w_bn, self.bias, self.training, self.momentum, self.eps
-        ).view_as(x)
+        # bf16/fp16 x and parameters as one fp32 copy each: both parts and their sum in fp32, rounded to
+        # x's dtype once; x's two gradients, and gamma's and rho's, added in fp32. fp32: x and the parameters.
+        xs, rho, gamma = upcast(x), upcast(self.gate()), upcast(self.weight)
+        w_bn, w_in = (rho, 1 - rho) if gamma is None else (gamma * rho, gamma * (1 - rho))
+        rows = xs.reshape(-1, x.shape[-1]) if self.layout == "nlc" else xs  # (N*L, C): a view
+        y_bn = batch_norm(self, rows, w_bn, upcast(self.bias), self.momentum).view_as(x)
         if self.layout == "nlc":
-            y_in = F.instance_norm(x.transpose(1, 2), weight=w_in, eps=self.eps).transpose(1, 2)  # over L
+            y_in = F.instance_norm(xs.transpose(1, 2), weight=w_in, eps=self.eps).transpose(1, 2)  # over L
         else:
-            y_in = F.instance_norm(x, weight=w_in, eps=self.eps)
-        return y_bn + y_in
+            y_in = F.instance_norm(xs, weight=w_in, eps=self.eps)
+        return (y_bn + y_in).to(x.dtype)

@@ -33,6 +33,10 @@ it, so eval mode is exactly BatchNorm's and PreciseBN re-estimates this layer li
 Implementation: the batch statistics from ``torch.var_mean``; r, d, gamma and beta folded into
 one scale and shift per channel. Fast path for large inputs (``fast/batch_renorm.py``): the
 statistics from per-(sample, channel) moments pooled over the samples, one pass each way.
+
+Precision: in training, bf16 and fp16 inputs are normalized as an fp32 copy on both paths: the
+statistics, r, d and the folded scale and shift in fp32, the output rounded once to x's dtype,
+x's gradient summed in fp32 and rounded once. Eval mode's native kernel rounds only its output.
 """
 
 from __future__ import annotations
@@ -89,9 +93,12 @@ class BatchRenorm(AffineNorm):
             rows = x.reshape(-1, x.shape[-1]) if self.layout == "nlc" else x
             y = F.batch_norm(rows, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
             return y.view_as(x)
-        var, mu = torch.var_mean(upcast(x), batch_dims(x, self.layout), correction=0, keepdim=True)
+        # bf16/fp16 x as one fp32 copy: x's two gradients (through the statistics and through the
+        # scale) added in fp32 and rounded once, not each rounded to x's dtype. fp32 x: x.
+        xs = upcast(x)
+        var, mu = torch.var_mean(xs, batch_dims(x, self.layout), correction=0, keepdim=True)
         scale, shift = self.coefficients(x.numel() // self.num_channels, mu, var, self.weight, self.bias)
-        return torch.addcmul(shift, x, scale).to(x.dtype)
+        return torch.addcmul(shift, xs, scale).to(x.dtype)
 
     def coefficients(self, count, mean, var, weight, bias):
         """One scale and shift per channel from the batch's moments (``count`` values per channel),
@@ -102,7 +109,7 @@ class BatchRenorm(AffineNorm):
         mu, var = mean.flatten(), var.flatten()  # (C,)
         std = torch.sqrt(var + self.eps)
         with torch.no_grad():
-            sigma = torch.sqrt(self.running_var + self.eps)
+            sigma = torch.sqrt(upcast(self.running_var) + self.eps)  # a bf16 layer's, in fp32
             r_max, d_max = self.limits()
             r = (std / sigma).clamp(1 / r_max, r_max)
             d = ((mu - self.running_mean) / sigma).clamp(-d_max, d_max)
@@ -114,6 +121,7 @@ class BatchRenorm(AffineNorm):
         scale = r / std
         shift = d - mu * scale
         if weight is not None:
+            weight = upcast(weight)  # bf16: its two gradients added in fp32 and rounded once
             scale, shift = weight * scale, torch.addcmul(bias, weight, shift)
         return scale.view(shape), shift.view(shape)
 

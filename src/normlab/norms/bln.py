@@ -30,6 +30,10 @@ are one epoch's plain average, here BatchNorm's exponential one.
 Implementation: the two parts from native kernels (BatchNorm's and GroupNorm's or LayerNorm's),
 mixed with lerp. Fast path for large images (``fast/bln.py``): both parts' statistics from the
 per-(sample, channel) moments in one pass, the mix one scale and shift per (sample, channel).
+
+Precision: bf16 and fp16 inputs are normalized as an fp32 copy on every path: both parts, the
+mix and the affine in fp32, the output rounded once to x's dtype; x's gradients summed in fp32
+and rounded once.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ import torch.nn.functional as F
 
 from normlab.norms.layer import AffineNorm
 from normlab.norms.layout import check_statistics, per_channel, spatial_size
+from normlab.norms.precision import upcast
+from normlab.norms.running import batch_norm
 
 
 class BatchLayerNorm(AffineNorm):
@@ -73,17 +79,17 @@ class BatchLayerNorm(AffineNorm):
         return self.layer_weight
 
     def formula(self, x: torch.Tensor) -> torch.Tensor:
-        # Both parts from native kernels, each one fused pass over x.
+        # Both parts from native kernels, each one fused pass over x. bf16/fp16 x as one fp32 copy: both
+        # parts, the mix and gamma, beta in fp32, rounded to x's dtype once; x's two gradients added in fp32.
+        xs = upcast(x)
         w = self.mix_weight(x)
-        rows = x.reshape(-1, x.shape[-1]) if self.layout == "nlc" else x
-        x_b = F.batch_norm(
-            rows, self.running_mean, self.running_var, None, None, self.training, self.momentum, self.eps
-        ).view_as(x)
+        rows = xs.reshape(-1, x.shape[-1]) if self.layout == "nlc" else xs
+        x_b = batch_norm(self, rows, None, None, self.momentum).view_as(x)
         if self.layout == "nlc":
-            x_l = F.layer_norm(x, (self.num_channels,), None, None, self.eps)
+            x_l = F.layer_norm(xs, (self.num_channels,), None, None, self.eps)
         else:
-            x_l = F.group_norm(x, 1, None, None, self.eps)
-        y = torch.lerp(x_b, x_l, w.to(x.dtype))  # (1 - w) x_b + w x_l
-        if self.weight is None:
-            return y
-        return torch.addcmul(per_channel(self.bias, x, self.layout), y, per_channel(self.weight, x, self.layout))
+            x_l = F.group_norm(xs, 1, None, None, self.eps)
+        y = torch.lerp(x_b, x_l, w.to(xs.dtype))  # (1 - w) x_b + w x_l
+        if self.weight is not None:
+            y = torch.addcmul(per_channel(self.bias, x, self.layout), y, per_channel(self.weight, x, self.layout))
+        return y.to(x.dtype)

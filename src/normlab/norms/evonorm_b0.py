@@ -88,7 +88,7 @@ class EvoNormB0(AffineNorm):
             var_b = var_i.mean(0, keepdim=True) + between  # law of total variance
             update_running(self, mu_b.flatten(), var_b.flatten(), x.shape[0] * math.prod(x.shape[d] for d in dims))
         else:
-            var_b = per_channel(self.running_var, x, self.layout)
+            var_b = per_channel(upcast(self.running_var), x, self.layout)  # a bf16 layer's, in fp32
         v1 = per_channel(self.v1, x, self.layout)
         # max(s_b, v1 x + s_i) as s_b + relu(v1 x + s_i - s_b): ReLU's backward masks in one pass,
         # torch.maximum's took 5x as long (measured 2026-11-23 on a CPU).

@@ -29,6 +29,10 @@ batch's statistics from the per-(sample, channel) moments in one pass over x and
 shift each sample by its ghost batch's factors. A batch of at most ``virtual_batch`` samples, and eval mode, are plain
 BatchNorm: the native kernel.
 
+Precision: bf16 and fp16 inputs are normalized as an fp32 copy on both paths: each ghost batch's
+statistics, scale and shift in fp32, the output rounded once to x's dtype; the gradients of x
+and of a bf16 layer's gamma and beta summed in fp32 and rounded once.
+
 Deviation: PreciseBN pools each batch's ghost batches into one estimate, with the Bessel correction of
 one ghost batch's count (``callbacks/norm_stats.py``).
 """
@@ -36,12 +40,12 @@ one ghost batch's count (``callbacks/norm_stats.py``).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from normlab.chunks import split_batch
 from normlab.errors import ConfigError
 from normlab.norms.layer import AffineNorm
-from normlab.norms.running import add_running_stats
+from normlab.norms.precision import upcast
+from normlab.norms.running import add_running_stats, batch_norm
 
 
 class GhostBatchNorm(AffineNorm):
@@ -65,20 +69,22 @@ class GhostBatchNorm(AffineNorm):
         self.virtual_batch, self.momentum = virtual_batch, momentum
         add_running_stats(self, num_channels)
 
-    def _bn(self, x: torch.Tensor, momentum: float) -> torch.Tensor:
+    def _bn(self, x: torch.Tensor, gamma, beta, momentum: float) -> torch.Tensor:
         rows = x.reshape(-1, x.shape[-1]) if self.layout == "nlc" else x  # (n, L, C) -> (n*L, C), a view
-        y = F.batch_norm(
-            rows, self.running_mean, self.running_var, self.weight, self.bias, self.training, momentum, self.eps
-        )
-        return y.view_as(x)
+        return batch_norm(self, rows, gamma, beta, momentum).view_as(x)
 
     def formula(self, x: torch.Tensor) -> torch.Tensor:
+        # bf16/fp16 x and parameters as one fp32 copy each: every ghost batch's statistics and output in
+        # fp32, rounded to x's dtype once, and gamma's and beta's gradients from the ghost batches summed
+        # in fp32 and rounded once, not each rounded to a bf16 layer's dtype. fp32: x and the parameters.
+        xs, gamma, beta = upcast(x), upcast(self.weight), upcast(self.bias)
         if not self.training or x.shape[0] <= self.virtual_batch:
-            return self._bn(x, self.momentum)
-        ghosts = split_batch(x, self.virtual_batch)  # contiguous views along N
+            return self._bn(xs, gamma, beta, self.momentum).to(x.dtype)
+        ghosts = split_batch(xs, self.virtual_batch)  # contiguous views along N
         weights = [self.momentum * len(g) / x.shape[0] for g in ghosts]  # w_j
         later = [sum(weights[j + 1 :]) for j in range(len(ghosts))]  # sum_{i>j} w_i
-        return torch.cat([self._bn(g, min(w / (1 - rest), 1.0)) for g, w, rest in zip(ghosts, weights, later)])
+        ys = [self._bn(g, gamma, beta, min(w / (1 - rest), 1.0)) for g, w, rest in zip(ghosts, weights, later)]
+        return torch.cat(ys).to(x.dtype)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", virtual_batch={self.virtual_batch}"

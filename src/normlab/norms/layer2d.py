@@ -12,6 +12,10 @@ LayerNorm's native kernel runs on the permuted view, no copy. Contiguous NCHW im
 permuted (timm's LayerNorm2d does, which copies the activation twice each way): they are
 reduced over the channel axis where they lie, in the formula and, faster, in the fast path
 (``fast/layer2d.py``: LayerNorm's backward in closed form, and on the CPU a C loop).
+
+Precision: bf16 and fp16 inputs are normalized as an fp32 copy on every path, rows of channels
+(tokens, channels-last images) given to ``F.layer_norm`` too: statistics, gamma and beta in fp32,
+the output rounded once to x's dtype, x's gradient summed in fp32 and rounded once.
 """
 
 from __future__ import annotations
@@ -34,15 +38,23 @@ class LayerNorm2d(AffineNorm):
 
     def formula(self, x: torch.Tensor) -> torch.Tensor:
         if self.layout == "nlc":
-            return F.layer_norm(x, (self.num_channels,), self.weight, self.bias, self.eps)
+            return self.over_rows(x)
         if channels_last(x):
-            y = F.layer_norm(x.permute(0, 2, 3, 1), (self.num_channels,), self.weight, self.bias, self.eps)
-            return y.permute(0, 3, 1, 2)  # a view: the native kernel on the channels-last rows
-        var, mu = torch.var_mean(upcast(x), 1, correction=0, keepdim=True)  # (N, 1, H, W)
-        y = (x - mu) * torch.rsqrt(var + self.eps)
+            return self.over_rows(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # views: the kernel on the rows
+        # bf16/fp16 x as one fp32 copy: x's two gradients (through the statistics and through x - mu)
+        # added in fp32 and rounded once, not each rounded to x's dtype. fp32 x: x.
+        xs = upcast(x)
+        var, mu = torch.var_mean(xs, 1, correction=0, keepdim=True)  # (N, 1, H, W)
+        y = (xs - mu) * torch.rsqrt(var + self.eps)
         if self.weight is not None:
             y = torch.addcmul(per_channel(self.bias, x, self.layout), y, per_channel(self.weight, x, self.layout))
         return y.to(x.dtype)
+
+    def over_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """LayerNorm's native kernel over the last dim (C). bf16/fp16 rows as an fp32 copy, the output
+        rounded once: given bf16, the CPU kernel's gradients are off by more than one rounding. fp32: rows."""
+        w, b = upcast(self.weight), upcast(self.bias)
+        return F.layer_norm(upcast(rows), (self.num_channels,), w, b, self.eps).to(rows.dtype)
 
 
 def channels_last(x: torch.Tensor) -> bool:

@@ -14,6 +14,6 @@ import torch
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def upcast(x: torch.Tensor) -> torch.Tensor:
-    """``x`` in fp32 if it is bf16/fp16 (a copy), else ``x`` itself."""
-    return x.float() if x.dtype in LOW_PRECISION else x
+def upcast(x: torch.Tensor | None) -> torch.Tensor | None:
+    """``x`` in fp32 if it is bf16/fp16 (a copy), else ``x`` itself (None: an absent parameter)."""
+    return x.float() if x is not None and x.dtype in LOW_PRECISION else x

@@ -11,10 +11,12 @@ and PreciseBN (``callbacks/norm_stats.py``, momentum 1/(i+1): a plain average) w
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from normlab.norms.fast.moments import pool
 from normlab.norms.layout import per_channel
+from normlab.norms.precision import upcast
 
 
 def add_running_stats(m: nn.Module, num_channels: int) -> None:
@@ -34,9 +36,25 @@ def batch_moments(m: nn.Module, mean: torch.Tensor, var: torch.Tensor, count: in
     """BatchNorm's per-channel mean and biased variance, shaped like one sample of ``mean``: in
     training pooled over the samples from the per-(sample, channel) moments ``mean``, ``var``
     ((N, C, 1, 1) or (N, 1, C); ``count`` values per channel), the running estimate updated;
-    in eval mode the running estimate."""
+    in eval mode the running estimate (in fp32 from a layer cast to bf16: sqrt(var + eps) not rounded)."""
     if m.training:
         mu_b, var_b = pool(mean, var, (0,))
         update_running(m, mu_b.flatten(), var_b.flatten(), count)
         return mu_b, var_b
-    return per_channel(m.running_mean, mean, layout), per_channel(m.running_var, mean, layout)
+    return per_channel(upcast(m.running_mean), mean, layout), per_channel(upcast(m.running_var), mean, layout)
+
+
+def batch_norm(m: nn.Module, x: torch.Tensor, weight, bias, momentum: float) -> torch.Tensor:
+    """``F.batch_norm`` of rows or images ``x`` with ``m``'s running statistics: in training the
+    batch's, the running ones updated with ``momentum``; in eval mode the running ones.
+
+    The hand-written layers give it the fp32 copy of bf16/fp16 activations, so that its output
+    is rounded once, by the layer. The kernel takes an fp32 input's statistics in fp32 only: a
+    layer cast to bf16 lends it fp32 copies of its running statistics, written back after an update.
+    """
+    mean, var = upcast(m.running_mean), upcast(m.running_var)
+    y = F.batch_norm(x, mean, var, weight, bias, m.training, momentum, m.eps)
+    if m.training and mean is not m.running_mean:
+        m.running_mean.copy_(mean)
+        m.running_var.copy_(var)
+    return y

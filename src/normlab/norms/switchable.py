@@ -19,6 +19,10 @@ LayerNorm's and BatchNorm's statistics, with separate importance weights for the
 Fast paths for large inputs (``fast/switchable.py``): images from the per-(sample, channel)
 moments, one pass each way; tokens with the mix differentiated in closed form.
 
+Precision: bf16 and fp16 inputs are normalized as an fp32 copy on every path: the three parts'
+statistics, their importance weights and the mix in fp32, the output rounded once to x's dtype,
+x's gradients summed in fp32 and rounded once.
+
 The BN part keeps BatchNorm's running statistics (``running.py``: unbiased variance,
 ``momentum``) and uses them in eval mode; IN and LN use the sample's own statistics in every
 mode (for tokens, IN's statistics span the sequence: a token sees later tokens in eval too).
@@ -36,6 +40,7 @@ from torch import nn
 from normlab.norms.fast.moments import moments
 from normlab.norms.layer import AffineNorm
 from normlab.norms.layout import instance_dims, per_channel
+from normlab.norms.precision import upcast
 from normlab.norms.running import add_running_stats, update_running
 
 PARTS = ("in", "ln", "bn")
@@ -69,11 +74,14 @@ class SwitchableNorm(AffineNorm):
     def formula(self, x: torch.Tensor) -> torch.Tensor:
         channel_dim = -1 if self.layout == "nlc" else 1
         dims = instance_dims(x, self.layout)
-        # Statistics in fp32 (E[x^2] - mu^2 below would cancel badly in bf16), one pass each way.
-        mu_in, var_in = moments(x, dims)  # (N, C, 1, 1) or (N, 1, C)
+        # bf16/fp16 x as one fp32 copy: statistics in fp32 (E[x^2] - mu^2 below would cancel badly in
+        # bf16), and x's gradients (through each part's moments and the scale) added in fp32 and rounded
+        # once, not each rounded to x's dtype. fp32 x: x. One pass each way.
+        xs = upcast(x)
+        mu_in, var_in = moments(xs, dims)  # (N, C, 1, 1) or (N, 1, C)
         square_in = var_in + mu_in**2  # E[x^2] per sample and channel
         if self.layout == "nlc":
-            mu_ln, var_ln = moments(x, (-1,))  # (N, L, 1)
+            mu_ln, var_ln = moments(xs, (-1,))  # (N, L, 1)
         else:
             mu_ln = mu_in.mean(channel_dim, keepdim=True)  # (N, 1, 1, 1)
             var_ln = square_in.mean(channel_dim, keepdim=True) - mu_ln**2
@@ -82,9 +90,10 @@ class SwitchableNorm(AffineNorm):
             var_bn = square_in.mean(0, keepdim=True) - mu_bn**2
             update_running(self, mu_bn.flatten(), var_bn.flatten(), x.shape[0] * math.prod(x.shape[d] for d in dims))
         else:
-            mu_bn = per_channel(self.running_mean, x, self.layout)
-            var_bn = per_channel(self.running_var, x, self.layout)
-        wm, wv = torch.softmax(self.mean_weight, 0), torch.softmax(self.var_weight, 0)
+            # A bf16 layer's in fp32: times a 0-dim fp32 weight below, a bf16 tensor would stay bf16.
+            mu_bn = per_channel(upcast(self.running_mean), x, self.layout)
+            var_bn = per_channel(upcast(self.running_var), x, self.layout)
+        wm, wv = importance(self.mean_weight), importance(self.var_weight)
         mu = wm[0] * mu_in + wm[1] * mu_ln + wm[2] * mu_bn  # (N, C, 1, 1); (N, L, C) for tokens
         var = wv[0] * var_in + wv[1] * var_ln + wv[2] * var_bn
         scale = torch.rsqrt(var + self.eps)
@@ -94,4 +103,9 @@ class SwitchableNorm(AffineNorm):
         shift = -mu * scale
         if self.bias is not None:
             shift = shift + per_channel(self.bias, x, self.layout)
-        return torch.addcmul(shift, x, scale).to(x.dtype)
+        return torch.addcmul(shift, xs, scale).to(x.dtype)
+
+
+def importance(lam: torch.Tensor) -> torch.Tensor:
+    """softmax(lambda), the three parts' weights; in fp32 for a layer cast to bf16, not rounded before the mix."""
+    return torch.softmax(upcast(lam), 0)

@@ -11,6 +11,7 @@ from normlab.norms.fast import fast_path, use_fused
 from normlab.norms.fast.moments import pool
 from normlab.norms.fast.normalize import normalize
 from normlab.norms.layout import instance_dims, per_channel
+from normlab.norms.precision import upcast
 from normlab.norms.running import batch_moments
 
 
@@ -29,7 +30,7 @@ def bln(layer: BatchLayerNorm, x: torch.Tensor) -> torch.Tensor | None:
         shift = -(w * mu_l * r_l + (1 - w) * mu_b * r_b)
         if weight is None:
             return scale, shift
-        gamma = per_channel(weight, mean, "nchw")
+        gamma = per_channel(upcast(weight), mean, "nchw")  # bf16: its two gradients added in fp32, rounded once
         return scale * gamma, torch.addcmul(per_channel(bias, mean, "nchw"), shift, gamma)
 
     return normalize(x, instance_dims(x, "nchw"), coeffs, layer.weight, layer.bias)

@@ -15,6 +15,7 @@ from normlab.norms.fast.moments import pool
 from normlab.norms.fast.normalize import normalize
 from normlab.norms.ghost_batch import GhostBatchNorm
 from normlab.norms.layout import instance_dims, per_channel
+from normlab.norms.precision import upcast
 
 
 @fast_path(GhostBatchNorm)
@@ -44,7 +45,7 @@ def _coeffs(layer, sizes, per_sample, mean, var, weight, bias):
     scale = torch.rsqrt(var + layer.eps)
     shift = -mu * scale
     if weight is not None:
-        gamma = per_channel(weight, mean, layer.layout)
+        gamma = per_channel(upcast(weight), mean, layer.layout)  # bf16: its two gradients added in fp32
         scale, shift = scale * gamma, torch.addcmul(per_channel(bias, mean, layer.layout), shift, gamma)
     size = sizes[0] if equal else torch.tensor(sizes, device=scale.device)
     return scale.repeat_interleave(size, 0), shift.repeat_interleave(size, 0)  # per sample

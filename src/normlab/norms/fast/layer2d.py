@@ -53,7 +53,7 @@ class _ChannelNorm(Function):
         # gamma xhat + beta per channel in one pass: BatchNorm's inference kernel with mean 0 and
         # variance 1 (a product and a sum took twice as long).
         zero, one = xs.new_zeros(x.shape[1]), xs.new_ones(x.shape[1])
-        y = torch.batch_norm(xhat, weight, bias, zero, one, False, 0.0, 0.0, False)
+        y = torch.batch_norm(xhat, upcast(weight), upcast(bias), zero, one, False, 0.0, 0.0, False)  # fp32 xhat
         ctx.save_for_backward(xhat, rstd, weight)  # xhat, not x: the same memory, fewer passes back
         return y.to(x.dtype)
 
@@ -82,6 +82,9 @@ def _mean_channels(x: torch.Tensor, weight: torch.Tensor | None = None) -> torch
     """mean_C(weight * x) of (N, C, ...) as (N, 1, ...): a batched product, 3x faster than a
     reduction over dim 1 (0.3 against 1.0 ms, 32x64x32x32, one CPU thread). Not matmul: given a
     tensor that requires grad, it folds the batch with a copy."""
+    if torch.is_autocast_enabled(x.device.type):  # autocast would round the sums' bmm to bf16
+        with torch.autocast(x.device.type, enabled=False):
+            return _mean_channels(x, weight)
     n, c = x.shape[0], x.shape[1]
     w = weight if weight is not None else x.new_ones(c)
     return torch.bmm(w.view(1, 1, c).expand(n, 1, c), x.reshape(n, c, -1)).div_(c).view(n, 1, *x.shape[2:])

@@ -27,7 +27,7 @@ from normlab.norms.fast.normalize import block_sums, normalize
 from normlab.norms.layout import instance_dims, per_channel
 from normlab.norms.precision import upcast
 from normlab.norms.running import batch_moments
-from normlab.norms.switchable import SwitchableNorm
+from normlab.norms.switchable import SwitchableNorm, importance
 
 
 @fast_path(SwitchableNorm)
@@ -46,14 +46,14 @@ def _token_coeffs(layer, m_in, v_in, m_ln, v_ln, mean_weight, var_weight):
     """(P, Q, Pv, Qv) of the mixed mean P + Q and variance Pv + Qv (eps in Qv) from the
     per-(sample, channel) moments (N, 1, C) and the per-token ones (N, L, 1)."""
     m_bn, v_bn = batch_moments(layer, m_in, v_in, m_in.shape[0] * m_ln.shape[1], "nlc")  # (1, 1, C)
-    wm, wv = torch.softmax(mean_weight, 0), torch.softmax(var_weight, 0)
+    wm, wv = importance(mean_weight), importance(var_weight)
     return (wm[0] * m_in + wm[2] * m_bn, wm[1] * m_ln, wv[0] * v_in + wv[2] * v_bn, wv[1] * v_ln + layer.eps)
 
 
 def _coeffs(layer, count, mean, var, mean_weight, var_weight, weight, bias):
     mu_ln, var_ln = pool(mean, var, (1,))  # (N, 1, 1, 1); mean, var: IN's (N, C, 1, 1)
     mu_bn, var_bn = batch_moments(layer, mean, var, count, "nchw")  # (1, C, 1, 1)
-    wm, wv = torch.softmax(mean_weight, 0), torch.softmax(var_weight, 0)
+    wm, wv = importance(mean_weight), importance(var_weight)
     mu = wm[0] * mean + wm[1] * mu_ln + wm[2] * mu_bn
     scale = torch.rsqrt(wv[0] * var + wv[1] * var_ln + wv[2] * var_bn + layer.eps)
     if weight is not None:
