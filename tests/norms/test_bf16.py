@@ -115,6 +115,7 @@ def assert_rounded_once(found, expected, what):
         "batch_instance",
         "batch_renorm",
         "bln",
+        "bln_paper",
         "evonorm_b0",
         "evonorm_s0",
         "frn",
