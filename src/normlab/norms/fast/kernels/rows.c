@@ -1,5 +1,5 @@
 /* Statistics, scale and shift of the rows of x: the passes of normlab's BatchNorm-like layers
-   (norms/fused.py), R rows of L contiguous floats, one row (a sample's channel) at a time. */
+   (norms/fast/normalize.py), R rows of L contiguous floats, one row (a sample's channel) at a time. */
 #include "kernels.h"
 
 /* Mean and biased variance of each row: the mean, then the squares about it from the cache.
@@ -73,7 +73,7 @@ void rows_grad_sums(const float *dy, const float *x, const float *y, const float
 }
 
 /* dx = g a + x p + q per row (g as in rows_grad_sums; q may be NULL): the closed form of
-   fused.py, in one pass. */
+   normalize.py, in one pass. */
 void rows_dx(const float *dy, const float *x, const float *y, const float *floor_, const float *a, const float *p,
              const float *q, float *dx, int64_t R, int64_t L, int nt) {
     PARALLEL_FOR(nt)
