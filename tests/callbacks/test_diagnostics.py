@@ -15,7 +15,7 @@ def net(norm="batch"):
 
 
 def test_only_batch_dependent_layers_with_running_stats_are_found():
-    assert len(batch_stat_layers(net("batch"))) == 2 and len(batch_stat_layers(net("bln"))) == 2
+    assert len(batch_stat_layers(net("batch"))) == 2 and len(batch_stat_layers(net("bln_pooled"))) == 2
     assert batch_stat_layers(net("group")) == [] and batch_stat_layers(net("instance")) == []
 
 

@@ -114,8 +114,8 @@ def assert_rounded_once(found, expected, what):
     [
         "batch_instance",
         "batch_renorm",
+        "bln_pooled",
         "bln",
-        "bln_paper",
         "evonorm_b0",
         "evonorm_s0",
         "frn",

@@ -13,7 +13,7 @@ from normlab.norms import LAYOUTS, NORMS, build_norm, canonical, knobs_of, norm_
 
 
 def test_core_names_are_registered():
-    assert {"batch", "layer", "instance", "group", "rms", "bln", "none"} <= set(NORMS)
+    assert {"batch", "layer", "instance", "group", "rms", "bln_pooled", "none"} <= set(NORMS)
 
 
 @pytest.mark.parametrize("spelling", ["Group", "GROUP", "gr_oup", "group"])

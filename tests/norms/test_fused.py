@@ -128,7 +128,7 @@ def test_under_torch_compile_the_fused_norms_are_the_plain_formula_and_agree_wit
 @pytest.mark.parametrize(
     "name, function, threshold, below, at",
     [
-        ("bln", lambda: fused._Normalize, 4 * 8 * 4 * 4, (2, 8, 4, 4), (4, 8, 4, 4)),
+        ("bln_pooled", lambda: fused._Normalize, 4 * 8 * 4 * 4, (2, 8, 4, 4), (4, 8, 4, 4)),
         ("layer2d", lambda: layer2d._ChannelNorm, 8 * 2 * 8 * 4 * 4, (1, 8, 4, 4), (2, 8, 4, 4)),  # an eighth of it
     ],
 )

@@ -17,7 +17,7 @@ from normlab.norms.fast.kernels import build
 
 # norm -> its kernel source, and the kernel functions its forward and backward must call
 KERNEL_NORMS = {
-    "bln": ("rows", "rows_affine", "rows_dx"),
+    "bln_pooled": ("rows", "rows_affine", "rows_dx"),
     "batch_renorm": ("rows", "rows_affine", "rows_dx"),
     "ghost_batch": ("rows", "rows_affine", "rows_dx"),
     "frn": ("rows", "rows_affine", "rows_dx"),

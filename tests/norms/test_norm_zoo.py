@@ -295,7 +295,7 @@ def test_a_norm_is_refused_for_a_layout_it_does_not_support(monkeypatch, compose
 
 # --- callbacks ----------------------------------------------------------------------------
 
-# Batch statistics in training and running averages (batch, bln, bln_paper, batch_renorm, ghost_batch,
+# Batch statistics in training and running averages (batch, bln_pooled, bln, batch_renorm, ghost_batch,
 # evonorm_b0, switchable, batch_instance, sync_batch): what PreciseBN re-estimates, as their classes declare.
 BATCH_LIKE = [name for name in sorted(NORMS) if batch_stat_layers(build_norm(name, 16))]
 
@@ -330,7 +330,7 @@ def test_precise_bn_callback_sets_population_statistics_of_every_batch_like_norm
     PreciseBN(num_batches=3).on_validation_start(trainer, pl_module)
     with torch.no_grad():
         feats = torch.cat([model[0](b) for b in batches[:3]])
-    over = (0,) if name == "bln_paper" else (0, 2, 3)  # bln_paper: one statistic per position
+    over = (0,) if name == "bln" else (0, 2, 3)  # bln: one statistic per position
     torch.testing.assert_close(layer.running_mean, feats.mean(over), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(layer.running_var, feats.var(over, unbiased=False), rtol=1e-5, atol=1e-5)
     assert layer.momentum == momentum and not layer.training and not model.training

@@ -70,7 +70,7 @@ def test_batchnorm_running_var_is_unbiased():
     torch.testing.assert_close(m.running_var, by_hand)
 
 
-@pytest.mark.parametrize("name", ["batch", "bln"])
+@pytest.mark.parametrize("name", ["batch", "bln_pooled"])
 def test_batch_statistics_differ_between_train_and_eval(name):
     m = build_norm(name, 4, "nchw")
     x = torch.randn(8, 4, 3, 3) * 3 + 2

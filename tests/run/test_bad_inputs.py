@@ -184,7 +184,7 @@ def test_a_damaged_ckpt_path_is_refused_by_the_config_check(compose, tmp_path):
 
 @pytest.mark.parametrize(
     "overrides",
-    [["task=lm", "norm=batch", "data.batch=1"], ["norm=batch", "data.batch=1"], ["norm=bln", "data.batch=1"]],
+    [["task=lm", "norm=batch", "data.batch=1"], ["norm=batch", "data.batch=1"], ["norm=bln_pooled", "data.batch=1"]],
 )
 def test_one_sample_per_batch_is_per_sample_statistics_with_a_warning_not_a_refusal(compose, caplog, overrides):
     with caplog.at_level(logging.WARNING):

@@ -52,7 +52,7 @@ def kinds(callbacks) -> set[type]:
         ((), {BatchStatDiagnostics}),  # BatchNorm in task=classify: the batch-statistics diagnostics
         (("norm=group",), set()),  # a batch-free norm has no batch statistics to diagnose
         (("norm=switchable",), {BatchStatDiagnostics, MixingWeights}),  # learned mixing weights, logged
-        (("norm=bln_paper",), {BatchStatDiagnostics, EpochAverages}),  # the authors' epoch averages
+        (("norm=bln",), {BatchStatDiagnostics, EpochAverages}),  # the authors' epoch averages
         (("task=lm", "norm=batch"), set()),  # the diagnostics are classify's
     ],
 )

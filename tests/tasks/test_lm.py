@@ -23,7 +23,7 @@ from normlab.norms.contract import mixes_tokens
 from normlab.run import train
 
 # Norms whose statistics span the token axis, as their classes declare (contract.mixes_tokens): in
-# training a token sees later tokens through them (all batch-dependent ones but bln_paper, and
+# training a token sees later tokens through them (all batch-dependent ones but bln, and
 # instance, frn, cond_instance). The causality test below checks each declaration.
 MIXES_IN_TRAIN = {name for name in NORMS if mixes_tokens(NORMS[name])}
 FAST = [
@@ -102,11 +102,11 @@ def test_every_norm_reduces_over_its_documented_token_axes(name):
         parts = [(x.mean(d, keepdim=True), x.var(d, unbiased=False, keepdim=True)) for d in (1, -1, (0, 1))]
         mu, var = sum(p[0] for p in parts) / 3, sum(p[1] for p in parts) / 3  # instance, layer, batch
         torch.testing.assert_close(y, (x - mu) / torch.sqrt(var + 1e-5), atol=1e-4, rtol=1e-4)
-    elif name == "bln_paper":  # the authors': batch part over N per (token, channel), feature part over C per token
+    elif name == "bln":  # the authors': batch part over N per (token, channel), feature part over C per token
         ln = torch.nn.functional.layer_norm(x, (C,), eps=1e-3)
         bn = (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + 1e-3)
         torch.testing.assert_close(y, (ln * (1 / N - 1e-4) + (1 - 1 / N - 1e-4) * bn) / C**0.5, atol=1e-4, rtol=1e-4)
-    elif name == "bln":  # (1/N) x per-token layer statistics + (1 - 1/N) x (N, L) batch statistics
+    elif name == "bln_pooled":  # (1/N) x per-token layer statistics + (1 - 1/N) x (N, L) batch statistics
         ln = torch.nn.functional.layer_norm(x, (C,))
         bn = (x - x.mean((0, 1))) / torch.sqrt(x.var((0, 1), unbiased=False) + 1e-5)
         torch.testing.assert_close(y, ln / N + (1 - 1 / N) * bn, atol=1e-4, rtol=1e-4)
@@ -148,7 +148,7 @@ def test_only_norms_with_statistics_over_tokens_leak_the_future_in_training(name
     "name,knobs,leaks",
     [
         ("batch", {}, False),  # running statistics
-        ("bln", {}, False),  # running batch part + per-token layer part
+        ("bln_pooled", {}, False),  # running batch part + per-token layer part
         ("instance", {}, True),  # no running statistics: own tokens, even in eval
         ("instance", {"track_running_stats": True}, False),  # the causal-safe option
         ("batch", {"track_running_stats": False}, True),  # batch statistics in eval too

@@ -23,7 +23,7 @@ says) before every validation and test, in the model itself: val/*, test/* and t
 Under DDP each device averages its own batches (as BatchNorm's running statistics are per device).
 
 ``EpochAverages`` restarts, at every training epoch, the running averages of layers that keep
-one epoch's plain average (``start_epoch()``: bln_paper, as its authors do).
+one epoch's plain average (``start_epoch()``: bln, as its authors do).
 
 ``MixingWeights`` logs, at the end of every training epoch, what the layers that learn a
 mixture learned (any layer with a ``mixing_weights()`` method: switchable's softmax importance
@@ -82,7 +82,7 @@ def restore(model: nn.Module, saved) -> None:
 @torch.no_grad()
 def set_buffer(m: nn.Module, name: str, value: torch.Tensor) -> None:
     """In place where the shape allows (references to the buffer stay valid), else replaced (a
-    layer that sized its buffers at its first forward, bln_paper)."""
+    layer that sized its buffers at its first forward, bln)."""
     if getattr(m, name).shape == value.shape:
         getattr(m, name).copy_(value)
     else:
@@ -143,7 +143,7 @@ def precise_bn(model: nn.Module, batches, num_batches: int) -> int:
     layers = batch_stat_layers(model)
     saved = snapshot(model)
     counts: dict[nn.Module, int] = {}
-    # After the forward: a layer with a statistic per position (bln_paper) sizes them on its first.
+    # After the forward: a layer with a statistic per position (bln) sizes them on its first.
     hooks = [
         m.register_forward_hook(lambda m, args, out: counts.__setitem__(m, values_per_statistic(m, args[0])))
         for m in layers
@@ -239,7 +239,7 @@ class PreciseBN(L.Callback):
 
 class EpochAverages(L.Callback):
     """Restarts the running averages of layers that average over one epoch (``start_epoch``:
-    bln_paper, as its authors' callback resets them at every epoch's start)."""
+    bln, as its authors' callback resets them at every epoch's start)."""
 
     def on_train_epoch_start(self, trainer, pl_module):
         for m in norm_model(pl_module).modules():

@@ -28,7 +28,8 @@ group       the C/G channels of each group, per token   never
 none        nothing                                     never
 batch       (B, T) per channel: all tokens of all       in training; not in eval (running stats)
             sequences of the batch
-bln         (1/B) layer + (1 - 1/B) batch               in training; not in eval (running stats)
+bln         (N) per token and channel, and C per token  other sequences' tokens at the same position
+bln_pooled  (1/B) layer + (1 - 1/B) batch               in training; not in eval (running stats)
 instance    the T tokens of one sequence, per channel   in training, and in eval unless
                                                         ``track_running_stats=true``
 zoo         ``axes["nlc"]`` of each layer               batch_renorm, ghost_batch: as batch; frn,

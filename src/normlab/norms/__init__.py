@@ -1,7 +1,7 @@
 """Normalization layers and the factory that builds them by name."""
 
 from normlab.norms.batch import BatchNorm
-from normlab.norms.bln import BatchLayerNorm
+from normlab.norms.bln_pooled import BatchLayerNormPooled
 from normlab.norms.fast import composite_only
 from normlab.norms.group import GroupNorm
 from normlab.norms.instance import InstanceNorm
@@ -25,7 +25,7 @@ from normlab.norms.rms import RMSNorm
 __all__ = [
     "LAYOUTS",
     "NORMS",
-    "BatchLayerNorm",
+    "BatchLayerNormPooled",
     "BatchNorm",
     "GroupNorm",
     "InstanceNorm",

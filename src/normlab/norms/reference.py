@@ -134,7 +134,7 @@ def rms(m, x):
     return affine(x / torch.sqrt(mean(squares, layer_axes(x, m.layout)) + m.eps), m, m.layout)
 
 
-def bln(m, x):
+def bln_pooled(m, x):
     w = 1.0 / x.shape[0] if m.training else float(m.layer_weight)
     if m.training:
         m.layer_weight.fill_(w)
@@ -142,7 +142,7 @@ def bln(m, x):
     return affine(y, m, m.layout)
 
 
-def bln_paper(m, x):
+def bln(m, x):
     """The authors' layer (helpers/bln_layer.py): batch moments over N, feature moments over C,
     weights 1/m - 1e-4 and 1 - 1/m - 1e-4, the mix divided by sqrt(C)."""
     channel = 1 if m.layout == "nchw" else 2
@@ -294,8 +294,8 @@ REFERENCE = {
     "instance": instance,
     "group": group,
     "rms": rms,
+    "bln_pooled": bln_pooled,
     "bln": bln,
-    "bln_paper": bln_paper,
     "none": none,
     "batch_renorm": batch_renorm,
     "ghost_batch": ghost_batch,

@@ -21,7 +21,7 @@ from normlab.norms.batch import BatchNorm
 from normlab.norms.batch_instance import BatchInstanceNorm
 from normlab.norms.batch_renorm import BatchRenorm
 from normlab.norms.bln import BatchLayerNorm
-from normlab.norms.bln_paper import BatchLayerNormPaper
+from normlab.norms.bln_pooled import BatchLayerNormPooled
 from normlab.norms.cond_instance import CondInstanceNorm
 from normlab.norms.contract import declared, import_norm
 from normlab.norms.evonorm_b0 import EvoNormB0
@@ -29,7 +29,7 @@ from normlab.norms.evonorm_s0 import EvoNormS0
 from normlab.norms.fast import (  # noqa: F401 (each registers its layer's fast path)
     batch_instance,
     batch_renorm,
-    bln,
+    bln_pooled,
     evonorm_b0,
     evonorm_s0,
     frn,
@@ -56,8 +56,8 @@ NORMS: dict[str, type[nn.Module]] = {
     "instance": InstanceNorm,
     "group": GroupNorm,
     "rms": RMSNorm,
+    "bln_pooled": BatchLayerNormPooled,
     "bln": BatchLayerNorm,
-    "bln_paper": BatchLayerNormPaper,
     "none": NoNorm,
     "batch_renorm": BatchRenorm,
     "ghost_batch": GhostBatchNorm,

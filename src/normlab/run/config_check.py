@@ -101,14 +101,14 @@ def check_batches(cfg: DictConfig, norm: str) -> None:
 
 
 def check_sizes(cfg: DictConfig, norm: str) -> None:
-    """A norm with statistics per position (``one_input_size``: bln_paper) needs the same image
+    """A norm with statistics per position (``one_input_size``: bln) needs the same image
     size in training and evaluation: refused before training, not at the first evaluation."""
     crop, eval_size = cfg.data.get("crop"), cfg.data.get("eval_size")
     if declared(norm_class(norm), "one_input_size") and crop and eval_size and crop != eval_size:
         raise ConfigError(
             f"norm={norm} keeps statistics per position, so it needs one input size, and this run "
             f"trains on {crop} px crops and evaluates at {eval_size} px. "
-            f"Fix: set data.eval_size={crop}, or use norm=bln."
+            f"Fix: set data.eval_size={crop}, or use norm=bln_pooled."
         )
 
 

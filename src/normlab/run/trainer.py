@@ -42,7 +42,7 @@ def has_work(name: str, cfg: DictConfig, norm, trainer: dict, loggers) -> bool:
 
 def run_callbacks(norm, trainer: dict) -> list:
     """What every run has, not a choice of conf/callbacks/: its state for resume= and summary.json,
-    the part of a norm's method that is a callback (bln_paper's epoch averages, as its authors), and
+    the part of a norm's method that is a callback (bln's epoch averages, as its authors), and
     under DDP the check that the ranks still hold the same weights."""
     callbacks = [Throughput(), ResumeState()]
     if declared(norm, "start_epoch"):

@@ -4,12 +4,13 @@
     bpc  = loss / ln 2                                (bits per character)
 
 Validation and test run in eval mode (Lightning switches the model before every evaluation),
-so norms with running statistics (batch, bln, instance with ``track_running_stats=true``) use
+so norms with running statistics (batch, both BLNs, instance with ``track_running_stats=true``) use
 them there, and no token sees later tokens. Instance norm without running statistics still
 normalizes each sequence over its own tokens in eval mode: its val/test losses are not those
 of a causal model, and the model warns about it when it is built (``models/gpt.py`` has the
-table of what every norm means on tokens). In training, batch, bln and instance norm all let
-a token see statistics of later tokens (and batch/bln of other sequences too).
+table of what every norm means on tokens). In training, batch, bln_pooled and instance norm all let
+a token see statistics of later tokens (and batch/bln_pooled of other sequences too; the authors'
+bln sees other sequences' tokens at its own position only).
 """
 
 from __future__ import annotations

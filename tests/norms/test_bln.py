@@ -1,4 +1,4 @@
-"""bln_paper against a transcription of its authors' Keras layer.
+"""bln against a transcription of its authors' Keras layer.
 
 Source: github.com/A2Amir/Batch-Layer-Normalization, helpers/bln_layer.py (``bln_layer``:
 ``bn_training``, ``update_mm_mv``, ``bln_inference`` with its defaults batch_moving_mean =
@@ -72,7 +72,7 @@ def batches(layout, n=4, size=6, seed=0):
 
 @pytest.mark.parametrize("layout", ["nchw", "nlc"])
 def test_training_running_averages_and_inference_match_the_authors_layer_over_two_epochs(layout):
-    layer = build_norm("bln_paper", 8, layout).double()
+    layer = build_norm("bln", 8, layout).double()
     authors = AuthorsBLN(batchsize=6, channels=8)
     callback, module = EpochAverages(), SimpleNamespace(model=layer)
     for epoch in range(2):
@@ -94,9 +94,9 @@ def test_training_running_averages_and_inference_match_the_authors_layer_over_tw
 
 
 def test_a_checkpoint_loads_into_a_new_layer_and_another_image_size_is_refused_in_one_line():
-    layer = build_norm("bln_paper", 8)
+    layer = build_norm("bln", 8)
     layer(torch.randn(4, 8, 5, 3))
-    fresh = build_norm("bln_paper", 8)
+    fresh = build_norm("bln", 8)
     fresh.load_state_dict(layer.state_dict())
     layer.eval(), fresh.eval()
     x = torch.randn(2, 8, 5, 3)
@@ -106,7 +106,7 @@ def test_a_checkpoint_loads_into_a_new_layer_and_another_image_size_is_refused_i
 
 
 def test_a_batch_of_one_is_the_feature_part_weighted_as_the_authors_weight_it():
-    layer = build_norm("bln_paper", 8, affine=False).double()
+    layer = build_norm("bln", 8, affine=False).double()
     x = torch.randn(1, 8, 4, 4, dtype=torch.float64)
     var, mean = torch.var_mean(x, 1, correction=0, keepdim=True)
     x_f = (x - mean) / torch.sqrt(var + 1e-3)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from normlab.norms.bln import BatchLayerNorm
+from normlab.norms.bln_pooled import BatchLayerNormPooled
 from normlab.norms.fast import fast_path, use_fused
 from normlab.norms.fast.moments import pool
 from normlab.norms.fast.normalize import normalize
@@ -15,8 +15,8 @@ from normlab.norms.precision import upcast
 from normlab.norms.running import batch_moments
 
 
-@fast_path(BatchLayerNorm)
-def bln(layer: BatchLayerNorm, x: torch.Tensor) -> torch.Tensor | None:
+@fast_path(BatchLayerNormPooled)
+def bln_pooled(layer: BatchLayerNormPooled, x: torch.Tensor) -> torch.Tensor | None:
     if layer.layout == "nlc" or not use_fused(x):  # tokens: the parts share no axis
         return None
     w = layer.mix_weight(x)
