@@ -84,8 +84,7 @@ class BatchInstanceNorm(AffineNorm):
         # x's dtype once; x's two gradients, and gamma's and rho's, added in fp32. fp32: x and the parameters.
         xs, rho, gamma = upcast(x), upcast(self.gate()), upcast(self.weight)
         w_bn, w_in = (rho, 1 - rho) if gamma is None else (gamma * rho, gamma * (1 - rho))
-        rows = xs.reshape(-1, x.shape[-1]) if self.layout == "nlc" else xs  # (N*L, C): a view
-        y_bn = batch_norm(self, rows, w_bn, upcast(self.bias), self.momentum).view_as(x)
+        y_bn = batch_norm(self, xs, w_bn, upcast(self.bias), self.momentum)
         if self.layout == "nlc":
             y_in = F.instance_norm(xs.transpose(1, 2), weight=w_in, eps=self.eps).transpose(1, 2)  # over L
         else:

@@ -85,8 +85,7 @@ class BatchLayerNormPooled(AffineNorm):
         # parts, the mix and gamma, beta in fp32, rounded to x's dtype once; x's two gradients added in fp32.
         xs = upcast(x)
         w = self.mix_weight(x)
-        rows = xs.reshape(-1, x.shape[-1]) if self.layout == "nlc" else xs
-        x_b = batch_norm(self, rows, None, None, self.momentum).view_as(x)
+        x_b = batch_norm(self, xs, None, None, self.momentum)
         if self.layout == "nlc":
             x_l = F.layer_norm(xs, (self.num_channels,), None, None, self.eps)
         else:

@@ -69,21 +69,17 @@ class GhostBatchNorm(AffineNorm):
         self.virtual_batch, self.momentum = virtual_batch, momentum
         add_running_stats(self, num_channels)
 
-    def _bn(self, x: torch.Tensor, gamma, beta, momentum: float) -> torch.Tensor:
-        rows = x.reshape(-1, x.shape[-1]) if self.layout == "nlc" else x  # (n, L, C) -> (n*L, C), a view
-        return batch_norm(self, rows, gamma, beta, momentum).view_as(x)
-
     def formula(self, x: torch.Tensor) -> torch.Tensor:
         # bf16/fp16 x and parameters as one fp32 copy each: every ghost batch's statistics and output in
         # fp32, rounded to x's dtype once, and gamma's and beta's gradients from the ghost batches summed
         # in fp32 and rounded once, not each rounded to a bf16 layer's dtype. fp32: x and the parameters.
         xs, gamma, beta = upcast(x), upcast(self.weight), upcast(self.bias)
         if not self.training or x.shape[0] <= self.virtual_batch:
-            return self._bn(xs, gamma, beta, self.momentum).to(x.dtype)
+            return batch_norm(self, xs, gamma, beta, self.momentum).to(x.dtype)
         ghosts = split_batch(xs, self.virtual_batch)  # contiguous views along N
         weights = [self.momentum * len(g) / x.shape[0] for g in ghosts]  # w_j
         later = [sum(weights[j + 1 :]) for j in range(len(ghosts))]  # sum_{i>j} w_i
-        ys = [self._bn(g, gamma, beta, min(w / (1 - rest), 1.0)) for g, w, rest in zip(ghosts, weights, later)]
+        ys = [batch_norm(self, g, gamma, beta, min(w / (1 - rest), 1.0)) for g, w, rest in zip(ghosts, weights, later)]
         return torch.cat(ys).to(x.dtype)
 
     def extra_repr(self) -> str:

@@ -45,15 +45,17 @@ def batch_moments(m: nn.Module, mean: torch.Tensor, var: torch.Tensor, count: in
 
 
 def batch_norm(m: nn.Module, x: torch.Tensor, weight, bias, momentum: float) -> torch.Tensor:
-    """``F.batch_norm`` of rows or images ``x`` with ``m``'s running statistics: in training the
-    batch's, the running ones updated with ``momentum``; in eval mode the running ones.
+    """``F.batch_norm`` of ``x`` in ``m``'s layout with ``m``'s running statistics: in training the
+    batch's, the running ones updated with ``momentum``; in eval mode the running ones. Tokens
+    (N, L, C) go to the kernel as (N*L, C) rows, a view: it reduces over rows.
 
     The hand-written layers give it the fp32 copy of bf16/fp16 activations, so that its output
     is rounded once, by the layer. The kernel takes an fp32 input's statistics in fp32 only: a
     layer cast to bf16 lends it fp32 copies of its running statistics, written back after an update.
     """
     mean, var = upcast(m.running_mean), upcast(m.running_var)
-    y = F.batch_norm(x, mean, var, weight, bias, m.training, momentum, m.eps)
+    rows = x.reshape(-1, x.shape[-1]) if m.layout == "nlc" else x
+    y = F.batch_norm(rows, mean, var, weight, bias, m.training, momentum, m.eps).view_as(x)
     if m.training and mean is not m.running_mean:
         m.running_mean.copy_(mean)
         m.running_var.copy_(var)
