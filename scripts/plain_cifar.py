@@ -4,7 +4,7 @@
     python scripts/plain_cifar.py --root data/cifar10-jpeg --lr 0.2 --label-smoothing 0.1
 
 ResNet-10 (stem, four stages of one basic block at 16/32/64/128 channels x --width, projection
-shortcuts), BatchNorm, the first 1,000 training images of each CIFAR-10 class, flips, SGD with
+shortcuts), BatchNorm, the first 1,000 training images of each CIFAR-10 class (--per-class), flips, SGD with
 Nesterov momentum, one-cycle lr (--lr x batch / 32), weight decay on weights only; prints the
 error on all 10,000 test images after every epoch. Nothing here imports normlab, so a gap
 between this and ``train.py experiment=gn_vs_bn`` is normlab's, and a gap between this and a
@@ -68,10 +68,11 @@ def main() -> None:
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--per-class", type=int, default=1000, help="training images per class (1000: the budget's 10,000)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    x_train, y_train = load(args.root, "train", 1000)
+    x_train, y_train = load(args.root, "train", args.per_class)
     x_test, y_test = load(args.root, "test", 1000)
     model, b = resnet10(args.width), args.batch
     decay = [q for q in model.parameters() if q.ndim > 1]
