@@ -78,3 +78,21 @@ def test_eval_py_prints_one_line_for_a_bad_checkpoint(tmp_path):
     out = run_eval(f"ckpt_path={tmp_path / 'nope.ckpt'}", f"paths.log_dir={tmp_path}", timeout=120)
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "Fix:" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_weights_of_another_norm_are_one_config_error_naming_the_rename(compose):
+    # A run trained before norm=bln meant the authors' layer: its config says bln, its weights are
+    # the pooled variant's (now bln_pooled). eval.py and ckpt_path= say so instead of torch's key list.
+    cfg = compose(["norm=bln_pooled", "model=resnet8", *TINY])
+    assert train(cfg)["status"] == "completed"
+    run_dir = Path(cfg.paths.output_dir)
+    ckpt = run_dir / "checkpoints" / "best.ckpt"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["config"]["norm"] = OmegaConf.to_container(compose(["norm=bln"]).norm, resolve=True)
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(ConfigError, match=r"do not fit .*norm=bln: .*now norm=bln_pooled.*Fix: ") as err:
+        evaluate(eval_cfg(ckpt_path=str(ckpt)))
+    assert "\n" not in str(err.value)
+    again = compose(["norm=group", "model=resnet8", f"ckpt_path={ckpt}", *TINY])
+    with pytest.raises(ConfigError, match=r"do not fit .*norm=group: \d+ in the checkpoint, not in the model"):
+        train(again)

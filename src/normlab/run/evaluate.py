@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from normlab import REPO_ROOT
 from normlab.errors import ConfigError
 from normlab.run.lifecycle import final_metrics, start
+from normlab.run.resume import weights_misfit
 from normlab.run.summary import write_json_atomic
 from normlab.run.trainer import build_trainer
 from normlab.tasks import build_task
@@ -79,6 +80,8 @@ def evaluate(cfg: DictConfig) -> dict:
     start(run_cfg)
     trainer = build_trainer(run_cfg, run_dir, loggers=[])
     module, data = build_task(run_cfg, trainer.world_size)
+    if misfit := weights_misfit(module, ckpt, run_cfg.norm.name):
+        raise ConfigError(misfit)
     trainer.test(module, datamodule=data, ckpt_path=str(ckpt), verbose=False)
     precise = run_cfg.callbacks.get("precise_bn")
     result = {

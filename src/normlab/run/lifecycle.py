@@ -16,14 +16,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from normlab.callbacks import RanksInSync
-from normlab.errors import Diverged
+from normlab.errors import ConfigError, Diverged
 from normlab.norms import canonical
 from normlab.run import ddp
 from normlab.run.batch_scale import describe, scale_of
 from normlab.run.config_check import check_config
 from normlab.run.host_memory import keep_freed_memory_if_asked
 from normlab.run.loggers import build_loggers, finish_wandb, log_final_hparams, wandb_run_id
-from normlab.run.resume import merge_csv, resume_point, set_aside_csv
+from normlab.run.resume import merge_csv, resume_point, set_aside_csv, weights_misfit
 from normlab.run.summary import RunSummary
 from normlab.run.trainer import build_trainer
 from normlab.tasks import build_task, lr_choice
@@ -98,10 +98,13 @@ def train(cfg: DictConfig) -> dict:
         ddp.check_launch(trainer, str(cfg.trainer.get("strategy")))
         scale = record_scale(cfg, trainer, summary, loggers, rank_zero)
         module, data = build_task(cfg, trainer.world_size)
+        ckpt = resume.ckpt_path if resume else cfg.get("ckpt_path")
+        if ckpt not in (None, "last", "best") and (misfit := weights_misfit(module, Path(ckpt), cfg.norm.name)):
+            raise ConfigError(misfit)
         if cfg.trainer.get("compile", False):
             module.model = torch.compile(module.model)
         with ddp.ranks(trainer, config, cfg.get("threads")):  # the other DDP ranks start in fit
-            trainer.fit(module, datamodule=data, ckpt_path=str(resume.ckpt_path) if resume else cfg.get("ckpt_path"))
+            trainer.fit(module, datamodule=data, ckpt_path=None if ckpt is None else str(ckpt))
             metrics = final_metrics(trainer)  # train/ and val/ of the last epoch; test replaces them
             trainer.test(module, datamodule=data, verbose=False)
         metrics.update(final_metrics(trainer))

@@ -15,6 +15,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from normlab.atomic import atomic_write
 from normlab.errors import ConfigError
 
@@ -127,6 +129,36 @@ def checkpoint_damage(path: Path) -> str | None:
     except (zipfile.BadZipFile, OSError, EOFError) as err:
         return f"not a whole checkpoint file: {err}"
     return f"its member {bad} fails its checksum" if bad else None
+
+
+# A norm name that meant another layer before: what a checkpoint trained under the old meaning is now.
+RENAMED = {
+    "bln": "until 2026-12-05 norm=bln was the pooled variant, now norm=bln_pooled: for such a run, "
+    "replace bln by bln_pooled in its .hydra/overrides.yaml, .hydra/config.yaml and summary.json. ",
+}
+
+
+def weights_misfit(module: torch.nn.Module, path: Path, norm: str) -> str | None:
+    """Why the weights in checkpoint ``path`` do not load into ``module`` (built with ``norm``), in
+    one sentence, or None. Lightning would stop in torch's ``load_state_dict`` with a list of keys."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["state_dict"]
+    except Exception:  # not ours to judge: checkpoint_damage and Lightning report an unreadable file
+        return None
+    own = module.state_dict()
+    strict = getattr(module, "strict_loading", True)  # the style task leaves out its fixed loss network
+    kinds = {
+        "in the model, not in the checkpoint": [k for k in own if k not in saved] if strict else [],
+        "in the checkpoint, not in the model": [k for k in saved if k not in own],
+        "of another shape": [k for k in saved if k in own and saved[k].shape != own[k].shape],
+    }
+    if not any(kinds.values()):
+        return None
+    found = "; ".join(f"{len(keys)} {kind} (e.g. {keys[0]})" for kind, keys in kinds.items() if keys)
+    return (
+        f"the weights in {path} do not fit the model this config builds with norm={norm}: {found}. "
+        f"{RENAMED.get(norm, '')}Fix: load it with the norm and the model it was trained with."
+    )
 
 
 def _how_to_continue(run_dir: Path) -> str:
