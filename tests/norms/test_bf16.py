@@ -131,6 +131,31 @@ def test_bf16_outputs_and_gradients_are_the_fp32_ones_rounded_once(
     """Against the fp32 composite path on the same bf16 values: statistics, the TLU's mask,
     EvoNorm's max, the mixes of two or three normalizations and the affine in fp32, gradients
     summed in fp32, each result rounded to bf16 once."""
+    check_rounded_once(name, layout, offset, mode, path, train, monkeypatch)
+
+
+# In a layer cast to bf16, PyTorch's CPU kernels round more than once on images (docs/norms.md);
+# on tokens LayerNorm and GroupNorm take an fp32 copy, so they round once there too.
+NATIVE_BF16 = [
+    (name, layout, mode)
+    for name in CENTERED + ["group1"]
+    for layout in ("nchw", "nlc")
+    for mode in BF16_MODES
+    if mode != "bf16 layer" or (layout == "nlc" and name in ("layer", "group", "group1"))
+]
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("offset", [0.5, 20.0])
+@pytest.mark.parametrize("name, layout, mode", NATIVE_BF16)
+def test_native_norms_round_bf16_once(name, layout, offset, mode, train, monkeypatch):
+    """The norms on PyTorch's kernels, given what autocast hands them (bf16 activations, fp32
+    parameters): outputs and gradients rounded once, gamma's gradient on tokens included (the CPU
+    LayerNorm kernel sums it in bf16 unless given an fp32 copy)."""
+    check_rounded_once(name, layout, offset, mode, "composite", train, monkeypatch)
+
+
+def check_rounded_once(name, layout, offset, mode, path, train, monkeypatch):
     layer = bf16_layer(name, layout, mode).train(train)
     reference = copy.deepcopy(layer).float()  # bf16 parameters are exact in fp32
     x, g = inputs(layout, offset), inputs(layout, 0.0).roll(1, 0)  # bf16 values, exactly

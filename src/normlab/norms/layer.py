@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normlab.norms import fast
+from normlab.norms import fast, precision
 from normlab.norms.layout import check_input, check_layout, check_statistics, per_channel, spatial_size
 
 
@@ -68,6 +68,6 @@ class LayerNorm(AffineNorm):
 
     def formula(self, x: torch.Tensor) -> torch.Tensor:
         if self.layout == "nlc":
-            return F.layer_norm(x, (self.num_channels,), self.weight, self.bias, self.eps)
+            return precision.layer_norm(x, self.num_channels, self.weight, self.bias, self.eps)
         check_statistics(x, self.num_channels * spatial_size(x, "nchw"), "LayerNorm", self.axes["nchw"])
         return F.group_norm(x, 1, self.weight, self.bias, self.eps)
